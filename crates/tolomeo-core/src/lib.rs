@@ -1,0 +1,80 @@
+//! `tolomeo-core`: the framework for ToloMEO telemetry services, the Rust counterpart of
+//! py-tolomeo.
+//!
+//! A service author writes the part that reads the sensor, a [`SensorPlugin`], and gets
+//! everything else: metric registration ([`Metric`]), SenML (RFC 8428) encoding
+//! ([`senml`]), the poll loop, heartbeats, the `events.params` announcement, command
+//! routing ([`Command`]), delivery through the device-local NATS broker with a bounded
+//! buffer, configuration ([`config`]), and the shared command line ([`cli::main`]).
+//! The wire contract is PROTOCOL.md; this crate cannot produce a message that breaks it:
+//! names are checked when metrics are registered, values against their declared type,
+//! NaN and infinities are dropped and counted.
+//!
+//! What it is not: it opens no CAN socket, serial port or Modbus connection (that is the
+//! plugins' side), and it has no knowledge of any particular service.
+//!
+//! Main types: [`SensorPlugin`] (implement it), [`Metric`], [`Reading`], [`Command`],
+//! [`Service`] with [`Settings`], [`cli::main`].
+//!
+//! # Example
+//!
+//! A plugin that reads a (simulated) temperature once per poll period:
+//!
+//! ```no_run
+//! use std::process::ExitCode;
+//! use std::time::Duration;
+//! use tolomeo_core::{async_trait, cli, config::NoConfig, Metric, PluginError, Reading, SensorPlugin};
+//!
+//! struct Thermo;
+//!
+//! #[async_trait]
+//! impl SensorPlugin for Thermo {
+//!     fn id(&self) -> &str { "temp" }
+//!     fn metrics(&self) -> Vec<Metric> {
+//!         vec![Metric::number("temperature").unit("Cel")] // published as temp:temperature
+//!     }
+//!     async fn sample(&self, reading: &mut Reading) -> Result<(), PluginError> {
+//!         reading.push("temperature", 21.5);
+//!         Ok(())
+//!     }
+//! }
+//!
+//! fn main() -> ExitCode {
+//!     let spec = cli::ServiceSpec {
+//!         name: "thermo",
+//!         version: env!("CARGO_PKG_VERSION"),
+//!         about: "A thermometer",
+//!         default_poll_time: Duration::from_secs(30),
+//!     };
+//!     cli::main(spec, |_: &NoConfig| Ok(Thermo))
+//! }
+//! ```
+//!
+//! `examples/temp_service.rs` is the full walkthrough, with a command and a config section.
+
+mod buffer;
+pub mod cli;
+pub mod command;
+pub mod config;
+pub mod health;
+pub mod metric;
+pub mod plugin;
+pub mod reading;
+pub mod senml;
+pub mod service;
+pub mod transport;
+pub mod wire;
+
+pub use async_trait::async_trait;
+pub use command::{Command, CommandContext, CommandError, CommandOutput, CommandResult, ErrorCode};
+pub use config::{Config, ConfigError, PluginConfig, Problem};
+pub use metric::{DataType, Metric, MetricKind};
+pub use plugin::{Health, PluginContext, PluginError, SensorPlugin, TaskManager};
+pub use reading::{Reading, Readings, Value, unix_now};
+pub use service::{Service, ServiceError, ServiceHandle, Settings, Status};
+pub use wire::{DeviceSerial, ServiceName};
+
+#[doc(hidden)]
+pub use serde_json::Value as __Json;
+#[doc(hidden)]
+pub use serde_json::json as __json;
