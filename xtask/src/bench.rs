@@ -1,0 +1,143 @@
+//! `cargo xtask bench`: the numbers in BENCHMARKS.md.
+//!
+//! - `encode`, `publish`: `cargo bench -p tolomeo-core` (SenML encoding rate; publish path
+//!   against a bare async-nats loop, side by side on one private nats-server).
+//! - `footprint`: each service built in release mode, run at a 1 s poll against a private
+//!   nats-server for `--duration` seconds; resident memory (VmRSS, sampled every second) and
+//!   CPU time (utime + stime from /proc/<pid>/stat) over the measured window.
+
+use std::net::TcpListener;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail};
+
+use crate::{cargo, sh};
+
+/// A service to measure: how to build it and how to run it.
+struct Target {
+    label: &'static str,
+    build: &'static [&'static str],
+    binary: &'static str,
+    args: &'static [&'static str],
+}
+
+const TARGETS: &[Target] = &[Target {
+    label: "temp_service example (tolomeo-core)",
+    build: &["build", "--release", "-p", "tolomeo-core", "--example", "temp_service"],
+    binary: "target/release/examples/temp_service",
+    args: &["--poll-time-ms", "1000"],
+}];
+
+pub fn run(which: &str, duration: u64) -> Result<()> {
+    match which {
+        "all" => {
+            sh(cargo().args(["bench", "-p", "tolomeo-core"]))?;
+            footprint(duration)
+        }
+        "encode" => sh(cargo().args(["bench", "-p", "tolomeo-core", "--bench", "encode"])),
+        "publish" => sh(cargo().args(["bench", "-p", "tolomeo-core", "--bench", "publish"])),
+        "footprint" => footprint(duration),
+        other => bail!("unknown benchmark `{other}`; expected all, encode, publish or footprint"),
+    }
+}
+
+fn footprint(duration: u64) -> Result<()> {
+    let port = TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
+    let mut nats = Command::new("nats-server")
+        .args(["-a", "127.0.0.1", "-p", &port.to_string()])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .context("cannot run nats-server (apt-get install nats-server)")?;
+    std::thread::sleep(Duration::from_millis(300));
+    let url = format!("nats://127.0.0.1:{port}");
+    for t in TARGETS {
+        sh(cargo().args(t.build))?;
+        let size = std::fs::metadata(t.binary).map(|m| m.len()).unwrap_or(0);
+        let mut child = Command::new(t.binary)
+            .args(t.args)
+            .env("DEVICE_SERIAL_NUMBER", "BENCH1")
+            .env("NATS_URL", &url)
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::null())
+            .spawn()
+            .with_context(|| format!("cannot run {}", t.binary))?;
+        let m = measure(&mut child, Duration::from_secs(duration));
+        let _ = Command::new("kill").args(["-TERM", &child.id().to_string()]).status();
+        let _ = child.wait();
+        let m = m?;
+        println!(
+            "{}: RSS max {:.2} MiB, mean {:.2} MiB; CPU {:.3} % of one core over {} s; binary {:.2} MiB",
+            t.label,
+            m.rss_max_kib as f64 / 1024.0,
+            m.rss_mean_kib / 1024.0,
+            m.cpu_percent,
+            duration,
+            size as f64 / 1_048_576.0
+        );
+    }
+    let _ = nats.kill();
+    let _ = nats.wait();
+    Ok(())
+}
+
+struct Footprint {
+    rss_max_kib: u64,
+    rss_mean_kib: f64,
+    cpu_percent: f64,
+}
+
+fn measure(child: &mut Child, duration: Duration) -> Result<Footprint> {
+    let pid = child.id();
+    // Let it start, connect and take its first samples before measuring.
+    std::thread::sleep(Duration::from_secs(3));
+    if let Ok(Some(status)) = child.try_wait() {
+        bail!("the service exited during warm-up: {status}");
+    }
+    let ticks = clock_ticks()?;
+    let cpu0 = cpu_ticks(pid)?;
+    let t0 = Instant::now();
+    let (mut max, mut sum, mut n) = (0u64, 0u64, 0u64);
+    while t0.elapsed() < duration {
+        let rss = rss_kib(pid)?;
+        max = max.max(rss);
+        sum += rss;
+        n += 1;
+        std::thread::sleep(Duration::from_secs(1));
+    }
+    let cpu1 = cpu_ticks(pid)?;
+    let secs = t0.elapsed().as_secs_f64();
+    Ok(Footprint {
+        rss_max_kib: max,
+        rss_mean_kib: sum as f64 / n.max(1) as f64,
+        cpu_percent: (cpu1 - cpu0) as f64 / ticks / secs * 100.0,
+    })
+}
+
+fn rss_kib(pid: u32) -> Result<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .context("no VmRSS in /proc/<pid>/status")
+}
+
+/// utime + stime, in clock ticks (fields 14 and 15 of /proc/<pid>/stat).
+fn cpu_ticks(pid: u32) -> Result<u64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))?;
+    let after = stat
+        .rsplit_once(')')
+        .map(|(_, r)| r)
+        .context("malformed /proc/<pid>/stat")?;
+    let fields: Vec<&str> = after.split_whitespace().collect();
+    let f = |i: usize| -> Result<u64> { Ok(fields.get(i).context("short /proc/<pid>/stat")?.parse()?) };
+    // `after` starts at field 3 (state): utime is field 14 -> index 11.
+    Ok(f(11)? + f(12)?)
+}
+
+fn clock_ticks() -> Result<f64> {
+    let out = Command::new("getconf").arg("CLK_TCK").output()?;
+    Ok(String::from_utf8_lossy(&out.stdout).trim().parse().unwrap_or(100.0))
+}
