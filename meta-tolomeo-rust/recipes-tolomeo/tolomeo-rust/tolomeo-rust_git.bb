@@ -1,0 +1,71 @@
+SUMMARY = "ToloMEO telemetry services in Rust and the tlm tool"
+DESCRIPTION = "Telemetry services for ToloMEO edge devices: cpu-monitor, can-engine and \
+               modbus-sensors publish SenML on the device-local NATS broker and run under \
+               systemd with Type=notify, a watchdog and hardening; tlm watches and commands them."
+# nooelint: oelint.vars.homepageping - placeholder address, and CI has no network
+HOMEPAGE = "https://example.invalid/tolomeo-rust"
+BUGTRACKER = "https://example.invalid/tolomeo-rust/issues"
+SECTION = "console/network"
+LICENSE = "Apache-2.0"
+LIC_FILES_CHKSUM = "file://LICENSE;md5=3b83ef96387f14655fc854ddc3c6bd57"
+CVE_PRODUCT = "tolomeo-rust"
+
+# The workspace version, kept in step with Cargo.toml by `cargo xtask update-recipe`.
+PV = "0.1.0+git"
+
+# Point TOLOMEO_RUST_GIT_URI at your copy of the repository and pin SRCREV in a bbappend or
+# local.conf (SRCREV:pn-tolomeo-rust = "<commit>"): AUTOREV follows the branch head.
+TOLOMEO_RUST_GIT_URI ?= "git://git.example.invalid/tolomeo-rust.git;protocol=https;branch=main"
+SRC_URI = "${TOLOMEO_RUST_GIT_URI}"
+# nooelint: oelint.vars.autorev - pinned per product, see the comment above and README.md
+SRCREV ?= "${AUTOREV}"
+
+inherit cargo cargo-update-recipe-crates systemd useradd
+
+require ${BPN}-crates.inc
+
+# Build only the shipped binaries, not the test kit or xtask.
+CARGO_BUILD_FLAGS += "--package cpu-monitor --package can-engine --package modbus-sensors --package tlm"
+
+TOLOMEO_SERVICES = "cpu-monitor can-engine modbus-sensors"
+
+do_install:append() {
+    install -d ${D}${systemd_system_unitdir} ${D}${sysconfdir}/tolomeo ${D}${sysconfdir}/default
+    for s in ${TOLOMEO_SERVICES}; do
+        install -m 0644 ${S}/packaging/systemd/tlm-$s.service ${D}${systemd_system_unitdir}/
+        install -m 0644 ${S}/packaging/config/$s.toml ${D}${sysconfdir}/tolomeo/
+    done
+    install -m 0644 ${S}/packaging/default/tolomeo ${D}${sysconfdir}/default/tolomeo
+}
+
+PACKAGES =+ "tlm-cpu-monitor tlm-can-engine tlm-modbus-sensors tlm ${PN}-common"
+
+FILES:${PN}-common += "${sysconfdir}/default/tolomeo"
+FILES:tlm += "${bindir}/tlm"
+FILES:tlm-cpu-monitor += "${bindir}/tlm-cpu-monitor ${systemd_system_unitdir}/tlm-cpu-monitor.service \
+                          ${sysconfdir}/tolomeo/cpu-monitor.toml"
+FILES:tlm-can-engine += "${bindir}/tlm-can-engine ${systemd_system_unitdir}/tlm-can-engine.service \
+                         ${sysconfdir}/tolomeo/can-engine.toml"
+FILES:tlm-modbus-sensors += "${bindir}/tlm-modbus-sensors ${systemd_system_unitdir}/tlm-modbus-sensors.service \
+                             ${sysconfdir}/tolomeo/modbus-sensors.toml"
+
+CONFFILES:${PN}-common = "${sysconfdir}/default/tolomeo"
+CONFFILES:tlm-cpu-monitor = "${sysconfdir}/tolomeo/cpu-monitor.toml"
+CONFFILES:tlm-can-engine = "${sysconfdir}/tolomeo/can-engine.toml"
+CONFFILES:tlm-modbus-sensors = "${sysconfdir}/tolomeo/modbus-sensors.toml"
+
+RDEPENDS:tlm-cpu-monitor = "${PN}-common"
+RDEPENDS:tlm-can-engine = "${PN}-common"
+RDEPENDS:tlm-modbus-sensors = "${PN}-common"
+
+SYSTEMD_PACKAGES = "tlm-cpu-monitor tlm-can-engine tlm-modbus-sensors"
+SYSTEMD_SERVICE:tlm-cpu-monitor = "tlm-cpu-monitor.service"
+SYSTEMD_SERVICE:tlm-can-engine = "tlm-can-engine.service"
+SYSTEMD_SERVICE:tlm-modbus-sensors = "tlm-modbus-sensors.service"
+SYSTEMD_AUTO_ENABLE = "enable"
+
+# One unprivileged system user per service (the units run as User=tlm-<service>).
+USERADD_PACKAGES = "tlm-cpu-monitor tlm-can-engine tlm-modbus-sensors"
+USERADD_PARAM:tlm-cpu-monitor = "--system --no-create-home --home-dir /nonexistent --shell /sbin/nologin --user-group tlm-cpu-monitor"
+USERADD_PARAM:tlm-can-engine = "--system --no-create-home --home-dir /nonexistent --shell /sbin/nologin --user-group tlm-can-engine"
+USERADD_PARAM:tlm-modbus-sensors = "--system --no-create-home --home-dir /nonexistent --shell /sbin/nologin --user-group tlm-modbus-sensors"
