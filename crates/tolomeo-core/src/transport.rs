@@ -52,6 +52,26 @@ pub enum DeliveryError {
     Publish(String),
 }
 
+/// Refuse a secret file that other users can read (like ssh refuses an open private key).
+pub fn check_private(path: &std::path::Path, key: &str) -> Result<(), ConfigError> {
+    use std::os::unix::fs::PermissionsExt;
+    let meta = std::fs::metadata(path)
+        .map_err(|e| ConfigError::one("configuration", key, format!("cannot read {}: {e}", path.display())))?;
+    let mode = meta.permissions().mode() & 0o777;
+    if mode & 0o004 != 0 {
+        return Err(ConfigError::one(
+            "configuration",
+            key,
+            format!(
+                "{} is readable by every user (mode {mode:03o}); it holds a secret: restrict it with `chmod 600 {}` (or 640 with a dedicated group)",
+                path.display(),
+                path.display()
+            ),
+        ));
+    }
+    Ok(())
+}
+
 /// A NATS client with its state and the confirmation subscription.
 pub struct Link {
     client: async_nats::Client,
@@ -71,6 +91,7 @@ impl Link {
         let state_tx = Arc::new(state_tx);
         let mut opts = async_nats::ConnectOptions::new();
         if let Some(path) = &cfg.creds_file {
+            check_private(path, "nats.creds_file")?;
             opts = opts.credentials_file(path).await.map_err(|e| {
                 ConfigError::one(
                     "configuration",
@@ -80,6 +101,7 @@ impl Link {
             })?;
         }
         if let Some(path) = &cfg.nkey_seed_file {
+            check_private(path, "nats.nkey_seed_file")?;
             let seed = std::fs::read_to_string(path).map_err(|e| {
                 ConfigError::one(
                     "configuration",
@@ -273,5 +295,31 @@ impl Link {
     pub async fn close(&self) {
         let _ = tokio::time::timeout(Duration::from_secs(1), self.client.flush()).await;
         let _ = tokio::time::timeout(Duration::from_secs(1), self.client.drain()).await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::PermissionsExt;
+
+    #[test]
+    fn world_readable_secrets_are_refused() {
+        let path = std::env::temp_dir().join(format!("tlm-creds-{}", std::process::id()));
+        std::fs::write(&path, "secret").unwrap();
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
+        let e = check_private(&path, "nats.creds_file").unwrap_err().to_string();
+        assert!(
+            e.contains("readable by every user") && e.contains("mode 644") && e.contains("chmod 600"),
+            "{e}"
+        );
+        assert!(e.contains("nats.creds_file"), "{e}");
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o640)).unwrap();
+        assert!(check_private(&path, "nats.creds_file").is_ok());
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
+        assert!(check_private(&path, "nats.creds_file").is_ok());
+        let _ = std::fs::remove_file(&path);
+        let e = check_private(&path, "nats.nkey_seed_file").unwrap_err().to_string();
+        assert!(e.contains("cannot read"), "{e}");
     }
 }
