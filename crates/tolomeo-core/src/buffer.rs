@@ -78,6 +78,11 @@ impl Buffer {
         before - self.queue.len()
     }
 
+    /// The sequence number the next pushed record gets.
+    pub(crate) fn next_seq(&self) -> u64 {
+        self.next_seq
+    }
+
     pub(crate) fn len(&self) -> usize {
         self.queue.len()
     }

@@ -59,6 +59,16 @@ pub struct ServiceConfig {
     pub compact: bool,
     /// On SIGTERM, how long to keep trying to deliver what is buffered, in ms.
     pub shutdown_timeout_ms: u64,
+    /// Directory of the disk spool: records not yet confirmed by the broker are written there
+    /// and survive a crash or a power cut. When absent, `$STATE_DIRECTORY/spool` if systemd set
+    /// `StateDirectory=` (the packaged units do), else memory only. `""` turns it off.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub spool_dir: Option<PathBuf>,
+    /// Most bytes the spool may take on disk; beyond it the oldest batches are dropped and logged.
+    pub spool_max_bytes: u64,
+    /// fsync the spool after this many written batches (1: every poll; 0: never, the kernel
+    /// writes it back within about 30 s).
+    pub spool_fsync_batches: u32,
 }
 
 impl Default for ServiceConfig {
@@ -74,6 +84,9 @@ impl Default for ServiceConfig {
             reading_queue: 10_000,
             compact: false,
             shutdown_timeout_ms: 5_000,
+            spool_dir: None,
+            spool_max_bytes: 64 * 1024 * 1024,
+            spool_fsync_batches: 1,
         }
     }
 }
@@ -342,6 +355,14 @@ impl ServiceConfig {
             format!("{} is out of range, expected 1024 to 67108864", self.max_pack_bytes),
         );
         check("buffer_records", self.buffer_records >= 1, "must be at least 1".into());
+        check(
+            "spool_max_bytes",
+            (1024 * 1024..=64 * 1024 * 1024 * 1024).contains(&self.spool_max_bytes),
+            format!(
+                "{} is out of range, expected 1048576 (1 MiB) to 68719476736 (64 GiB)",
+                self.spool_max_bytes
+            ),
+        );
         check(
             "reading_queue",
             (1..=10_000_000).contains(&self.reading_queue),

@@ -62,6 +62,8 @@ pub mod plugin;
 pub mod reading;
 pub mod senml;
 pub mod service;
+pub mod spool;
+mod spooling;
 pub mod transport;
 pub mod wire;
 

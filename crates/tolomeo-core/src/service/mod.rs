@@ -1,0 +1,409 @@
+//! The service: owns the plugin's lifecycle and everything between it and the broker.
+//!
+//! [`Service::run`] starts these tasks and returns when the shutdown token fires and
+//! everything has stopped:
+//!
+//! - the poll loop: every poll period, ask the plugin for a sample, drain the reading
+//!   channel, check each value against the registry and put the records into the buffer;
+//!   pets the systemd watchdog;
+//! - delivery: publishes the buffer on `events.data` in packs and removes records only
+//!   once the broker has confirmed them;
+//! - the heartbeat, sent only while connected and the plugin is healthy;
+//! - the `events.params` announcement, after each (re)connect, on change and periodically;
+//! - the command router on `commands.<service>.req`, one command at a time;
+//! - the plugin connector, which retries `connect` with backoff and then starts the
+//!   plugin's reading tasks.
+//!
+//! Shutdown order: stop the plugin's tasks, drain what they queued, deliver the buffer
+//! (bounded by `shutdown_timeout_ms`), disconnect the plugin, close the connection.
+
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::{Duration, Instant};
+
+use tokio::sync::{Notify, watch};
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::buffer::Buffer;
+use crate::command::Router;
+use crate::config::{ConfigError, NatsConfig, ServiceConfig};
+use crate::health::Notifier;
+use crate::metric::{Announcement, Metric, MetricError, Registry};
+use crate::plugin::{PluginContext, SensorPlugin, TaskManager};
+use crate::reading::{self};
+use crate::senml::PackLimits;
+use crate::spooling::{Recovered, Spooler};
+use crate::transport::Link;
+use crate::wire::{DeviceSerial, ServiceName};
+
+mod delivery;
+mod poll;
+mod tasks;
+
+use delivery::Delivery;
+use poll::{DropReport, Poller};
+use tasks::{announce, connect_plugin, follow_link, heartbeat, serve_commands};
+
+/// Everything a service needs besides its plugin.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// The service name (subject token).
+    pub name: ServiceName,
+    /// Version reported by `Ping`.
+    pub version: String,
+    /// The device serial (base name `urn:cpt:device:sn:<serial>:`).
+    pub serial: DeviceSerial,
+    /// Poll period used when `service.poll_time_ms` is not set.
+    pub default_poll_time: Duration,
+    /// `[service]`.
+    pub service: ServiceConfig,
+    /// `[nats]`.
+    pub nats: NatsConfig,
+}
+
+impl Settings {
+    /// Settings with every default, for a service `name` on device `serial`.
+    pub fn new(name: ServiceName, serial: DeviceSerial) -> Self {
+        Settings {
+            name,
+            version: String::from("0.0.0"),
+            serial,
+            default_poll_time: Duration::from_secs(10),
+            service: ServiceConfig::default(),
+            nats: NatsConfig::default(),
+        }
+    }
+
+    /// The poll period in force at start.
+    pub fn poll_time(&self) -> Duration {
+        self.service
+            .poll_time_ms
+            .map(Duration::from_millis)
+            .unwrap_or(self.default_poll_time)
+    }
+}
+
+/// Why a service could not run.
+#[derive(Debug, thiserror::Error)]
+pub enum ServiceError {
+    /// The plugin declared an invalid metric.
+    #[error("invalid metric declaration: {0}")]
+    Metric(#[from] MetricError),
+    /// The plugin's command list is invalid.
+    #[error("invalid command list: {0}")]
+    Commands(String),
+    /// A configuration problem found while starting (e.g. an unreadable credentials file).
+    #[error("{0}")]
+    Config(#[from] ConfigError),
+}
+
+/// Counters reported by `GetStatus`.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Status {
+    /// Records confirmed by the broker since start.
+    pub published_records: u64,
+    /// Records dropped: undeclared metric, wrong type, not finite, queue or buffer full.
+    pub dropped_records: u64,
+    /// Records waiting for delivery.
+    pub buffered_records: u64,
+    /// When the last confirmed publish happened (Unix seconds).
+    pub last_publish_t: Option<f64>,
+    /// Connected to the broker now.
+    pub broker_connected: bool,
+}
+
+/// A handle on a running service, given to commands and plugins.
+#[derive(Clone)]
+pub struct ServiceHandle(Arc<Shared>);
+
+struct Shared {
+    name: ServiceName,
+    version: String,
+    plugin_id: String,
+    base_name: String,
+    started: Instant,
+    poll_time: watch::Sender<Duration>,
+    registry: RwLock<Arc<Registry>>,
+    metrics_changed: Notify,
+    published: AtomicU64,
+    dropped: AtomicU64,
+    buffered: AtomicU64,
+    last_publish_bits: AtomicU64,
+    connected: AtomicBool,
+}
+
+impl ServiceHandle {
+    /// The service name.
+    pub fn name(&self) -> &str {
+        self.0.name.as_str()
+    }
+    /// The version.
+    pub fn version(&self) -> &str {
+        &self.0.version
+    }
+    /// The SenML base name of this device.
+    pub fn base_name(&self) -> &str {
+        &self.0.base_name
+    }
+    /// Time since start.
+    pub fn uptime(&self) -> Duration {
+        self.0.started.elapsed()
+    }
+    /// The poll period now.
+    pub fn poll_time(&self) -> Duration {
+        *self.0.poll_time.borrow()
+    }
+    /// Change the poll period; the poll loop follows at once.
+    pub fn set_poll_time(&self, period: Duration) {
+        self.0.poll_time.send_replace(period);
+        tracing::info!("poll time set to {} ms", period.as_millis());
+    }
+    /// Delivery counters.
+    pub fn status(&self) -> Status {
+        let bits = self.0.last_publish_bits.load(Ordering::Relaxed);
+        Status {
+            published_records: self.0.published.load(Ordering::Relaxed),
+            dropped_records: self.0.dropped.load(Ordering::Relaxed),
+            buffered_records: self.0.buffered.load(Ordering::Relaxed),
+            last_publish_t: (bits != 0).then(|| f64::from_bits(bits)),
+            broker_connected: self.0.connected.load(Ordering::Relaxed),
+        }
+    }
+    /// The entries announced on `events.params`.
+    pub fn announcements(&self) -> Vec<Announcement> {
+        self.registry().announcements()
+    }
+    /// Replace the set of published metrics (e.g. a network interface appeared). Announced at once.
+    pub fn set_metrics(&self, metrics: Vec<Metric>) -> Result<(), MetricError> {
+        let reg = Registry::new(&self.0.plugin_id, &self.0.base_name, metrics)?;
+        if let Ok(mut slot) = self.0.registry.write() {
+            *slot = Arc::new(reg);
+        }
+        self.0.metrics_changed.notify_one();
+        Ok(())
+    }
+    fn registry(&self) -> Arc<Registry> {
+        match self.0.registry.read() {
+            Ok(r) => r.clone(),
+            Err(poisoned) => poisoned.into_inner().clone(),
+        }
+    }
+    fn count_dropped(&self, n: u64) {
+        if n > 0 {
+            self.0.dropped.fetch_add(n, Ordering::Relaxed);
+        }
+    }
+}
+
+/// A service built from settings and a plugin. See the crate docs for a whole example.
+pub struct Service<P: SensorPlugin> {
+    settings: Settings,
+    plugin: Arc<P>,
+}
+
+impl<P: SensorPlugin> Service<P> {
+    /// A service running `plugin`.
+    pub fn new(settings: Settings, plugin: P) -> Self {
+        Service {
+            settings,
+            plugin: Arc::new(plugin),
+        }
+    }
+
+    /// Run until `shutdown` is cancelled; then stop the plugin, deliver what is held (within
+    /// `shutdown_timeout_ms`), disconnect. Errors only for what prevents starting at all.
+    pub async fn run(self, shutdown: CancellationToken) -> Result<(), ServiceError> {
+        let Service { settings, plugin } = self;
+        let cfg = &settings.service;
+        let base_name = settings.serial.base_name();
+        let registry = Registry::new(plugin.id(), &base_name, plugin.metrics())?;
+        let router = Router::new(plugin.commands(), Duration::from_millis(cfg.command_timeout_ms))
+            .map_err(ServiceError::Commands)?;
+        let link = Arc::new(Link::connect(&settings.nats, settings.name.as_str()).await?);
+        let (poll_tx, poll_rx) = watch::channel(settings.poll_time());
+        let handle = ServiceHandle(Arc::new(Shared {
+            name: settings.name.clone(),
+            version: settings.version.clone(),
+            plugin_id: plugin.id().to_string(),
+            base_name: base_name.clone(),
+            started: Instant::now(),
+            poll_time: poll_tx,
+            registry: RwLock::new(Arc::new(registry)),
+            metrics_changed: Notify::new(),
+            published: AtomicU64::new(0),
+            dropped: AtomicU64::new(0),
+            buffered: AtomicU64::new(0),
+            last_publish_bits: AtomicU64::new(0),
+            connected: AtomicBool::new(false),
+        }));
+        let (readings, queue) = reading::channel(cfg.reading_queue);
+        let buffer = Arc::new(Mutex::new(Buffer::new(cfg.buffer_records)));
+        let (spooler, recovered) = open_spool(cfg)?;
+        let spooler = Arc::new(Mutex::new(spooler));
+        let new_data = Arc::new(Notify::new());
+        let plugin_ready = Arc::new(AtomicBool::new(false));
+        let notifier = Notifier::from_env();
+        let mut poller = Poller {
+            plugin: plugin.clone(),
+            plugin_ready: plugin_ready.clone(),
+            queue,
+            buffer: buffer.clone(),
+            spooler: spooler.clone(),
+            new_data: new_data.clone(),
+            handle: handle.clone(),
+            drops: DropReport::default(),
+        };
+        poller.replay(recovered);
+
+        // Two shutdown stages: the plugin's tasks stop first, the service's own tasks last.
+        let plugin_tasks = TaskManager::new(shutdown.child_token());
+        let internal = CancellationToken::new();
+        let tracker = TaskTracker::new();
+        let ctx = PluginContext {
+            readings,
+            tasks: plugin_tasks.clone(),
+            poll_time: poll_rx.clone(),
+            service: handle.clone(),
+        };
+        tracker.spawn(connect_plugin(
+            plugin.clone(),
+            ctx,
+            plugin_ready.clone(),
+            internal.clone(),
+        ));
+        tracker.spawn(follow_link(link.clone(), handle.clone(), internal.clone()));
+        tracker.spawn(heartbeat(
+            link.clone(),
+            plugin.clone(),
+            plugin_ready.clone(),
+            settings.name.heartbeat_subject(),
+            Duration::from_millis(cfg.heartbeat_interval_ms),
+            shutdown.clone(),
+        ));
+        tracker.spawn(announce(
+            link.clone(),
+            handle.clone(),
+            Duration::from_secs(cfg.params_interval_s),
+            internal.clone(),
+        ));
+        tracker.spawn(serve_commands(
+            link.clone(),
+            router,
+            plugin.clone(),
+            handle.clone(),
+            settings.name.clone(),
+            internal.clone(),
+        ));
+        let finishing = CancellationToken::new();
+        let delivery = tokio::spawn(
+            Delivery {
+                link: link.clone(),
+                buffer: buffer.clone(),
+                spooler: spooler.clone(),
+                new_data: new_data.clone(),
+                handle: handle.clone(),
+                limits: PackLimits {
+                    max_records: cfg.max_pack_records,
+                    max_bytes: cfg.max_pack_bytes,
+                },
+                compact: cfg.compact,
+            }
+            .run(finishing.clone()),
+        );
+
+        notifier.notify("READY=1");
+        tracing::info!(
+            service = %settings.name,
+            serial = %settings.serial,
+            broker = %settings.nats.url,
+            poll_ms = settings.poll_time().as_millis() as u64,
+            "started"
+        );
+
+        poller.run(poll_rx, &notifier, &shutdown).await;
+
+        // Shutdown: plugin tasks first, then what they left in the channel.
+        notifier.notify("STOPPING=1");
+        tracing::info!("stopping: ending the plugin's tasks");
+        plugin_tasks.shutdown().await;
+        poller.collect(false).await;
+        let held = lock(&buffer).len();
+        finishing.cancel();
+        let deadline = Duration::from_millis(cfg.shutdown_timeout_ms);
+        match tokio::time::timeout(deadline, delivery).await {
+            Ok(_) => tracing::info!("delivered what was held ({held} records at stop)"),
+            Err(_) => tracing::warn!(
+                "{} records could not be delivered within {} ms and are lost",
+                lock(&buffer).len(),
+                deadline.as_millis()
+            ),
+        }
+        if let Some(sp) = lock(&spooler).as_mut() {
+            let left = sp.close();
+            if left > 0 {
+                tracing::info!("{left} batches stay in the spool and are delivered at the next start");
+            }
+            tracing::info!("spool: {} bytes written since start", sp.bytes_written());
+        }
+        internal.cancel();
+        tracker.close();
+        tracker.wait().await;
+        if plugin_ready.load(Ordering::Relaxed) {
+            plugin.disconnect().await;
+        }
+        link.close().await;
+        tracing::info!("stopped");
+        Ok(())
+    }
+}
+
+pub(super) fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    match m.lock() {
+        Ok(g) => g,
+        Err(poisoned) => poisoned.into_inner(),
+    }
+}
+
+/// The spool, if configured (or given by systemd's `StateDirectory=`), and what it holds.
+fn open_spool(cfg: &ServiceConfig) -> Result<(Option<Spooler>, Recovered), ServiceError> {
+    let explicit = cfg.spool_dir.clone();
+    let dir = match &explicit {
+        Some(d) if d.as_os_str().is_empty() => return Ok((None, Vec::new())),
+        Some(d) => d.clone(),
+        None => match std::env::var_os("STATE_DIRECTORY") {
+            // systemd gives a colon-separated list when several are configured: the first is ours.
+            Some(s) => match s.to_string_lossy().split(':').next() {
+                Some(first) if !first.is_empty() => std::path::PathBuf::from(first).join("spool"),
+                _ => return Ok((None, Vec::new())),
+            },
+            None => return Ok((None, Vec::new())),
+        },
+    };
+    match Spooler::open(dir.clone(), cfg.spool_max_bytes, cfg.spool_fsync_batches) {
+        Ok((spooler, entries, recovery)) => {
+            let records: usize = entries.iter().map(|(_, r)| r.len()).sum();
+            if records > 0 || recovery.corrupt_entries > 0 || recovery.skipped_bytes > 0 {
+                tracing::info!(
+                    "spool {}: replaying {records} records; skipped {} damaged entries ({} bytes)",
+                    dir.display(),
+                    recovery.corrupt_entries,
+                    recovery.skipped_bytes
+                );
+            }
+            Ok((Some(spooler), entries))
+        }
+        Err(e) if explicit.is_some() => Err(ServiceError::Config(ConfigError::one(
+            "configuration",
+            "service.spool_dir",
+            format!("cannot use {} as the spool: {e}", dir.display()),
+        ))),
+        Err(e) => {
+            tracing::error!(
+                "cannot use {} as the spool ({e}); records are kept in memory only",
+                dir.display()
+            );
+            Ok((None, Vec::new()))
+        }
+    }
+}
