@@ -65,6 +65,9 @@ struct Flags {
 
 /// Run a service: parse flags, load the configuration, set up logging, build the plugin with
 /// `build`, run until SIGINT or SIGTERM. Returns the process exit code.
+///
+/// `build` gets the plugin's section; a [`ConfigError`] it returns is reported against the
+/// configuration file, its keys relative to the section (`devices[0].dbc`) or absolute.
 pub fn main<C, P, F>(spec: ServiceSpec, build: F) -> ExitCode
 where
     C: PluginConfig,
@@ -77,13 +80,23 @@ where
         Err(e) => e.exit(),
     };
     init_logging(flags.log_level.as_deref());
-    let (settings, config) = match load::<C>(&spec, &flags) {
+    let (settings, config, source) = match load::<C>(&spec, &flags) {
         Ok(x) => x,
         Err(e) => return config_failure(&spec, &e),
     };
+    // Whatever building the plugin finds wrong (an unreadable file it names, a signal that is
+    // not there) is wrong in the configuration file: say which file, and under which section.
     let plugin = match build(&config.plugin) {
         Ok(p) => p,
-        Err(e) => return config_failure(&spec, &e),
+        Err(mut e) => {
+            e.source = source;
+            for p in &mut e.problems {
+                if !p.key.is_empty() && !p.key.starts_with(&format!("{}.", C::SECTION)) && p.key != C::SECTION {
+                    p.key = format!("{}.{}", C::SECTION, p.key);
+                }
+            }
+            return config_failure(&spec, &e);
+        }
     };
     if flags.check_config {
         println!("configuration OK");
@@ -143,9 +156,14 @@ fn config_failure(spec: &ServiceSpec, e: &ConfigError) -> ExitCode {
 }
 
 /// File, then environment, then flags; the device serial; the effective poll time.
-fn load<C: PluginConfig>(spec: &ServiceSpec, flags: &Flags) -> Result<(Settings, Config<C>), ConfigError> {
+fn load<C: PluginConfig>(spec: &ServiceSpec, flags: &Flags) -> Result<(Settings, Config<C>, String), ConfigError> {
     let default_path = PathBuf::from(format!("/etc/tolomeo/{}.toml", spec.name));
     let path = flags.config.clone().unwrap_or(default_path);
+    let source = if path.exists() {
+        path.display().to_string()
+    } else {
+        "defaults".to_string()
+    };
     let mut config = Config::<C>::load(&path, flags.config.is_some())?;
     if let Ok(url) = std::env::var("NATS_URL")
         && !url.trim().is_empty()
@@ -184,7 +202,7 @@ fn load<C: PluginConfig>(spec: &ServiceSpec, flags: &Flags) -> Result<(Settings,
     settings.default_poll_time = spec.default_poll_time;
     settings.service = config.service.clone();
     settings.nats = config.nats.clone();
-    Ok((settings, config))
+    Ok((settings, config, source))
 }
 
 /// Logs to stderr; without timestamps and colours under systemd (the journal adds its own).

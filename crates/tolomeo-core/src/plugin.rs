@@ -93,6 +93,10 @@ pub trait SensorPlugin: Send + Sync + Sized + 'static {
 
     /// Read once. Called by the service at every poll period, just before it publishes, with a
     /// [`Reading`] stamped with the current time. Leave it empty to publish nothing.
+    ///
+    /// The service drains the reading channel after `sample` returns, so readings sent through
+    /// [`PluginContext::readings`] from inside `sample` (per-poll aggregates of a streaming
+    /// plugin, say) are published in the same poll.
     async fn sample(&self, _reading: &mut Reading) -> Result<(), PluginError> {
         Ok(())
     }

@@ -35,24 +35,7 @@ async fn start(nats: &NatsServer, config: &str) -> (ServiceProcess, async_nats::
     let cfg = config_file(config);
     let svc = ServiceProcess::start(&example(), &["--config", cfg.to_str().unwrap()], SERIAL, &nats.url());
     let client = nats.client().await;
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        let body = r#"[{"n":"Ping"}]"#;
-        if let Ok(Ok(_)) = tokio::time::timeout(
-            Duration::from_millis(500),
-            client.request(format!("commands.{SERVICE}.req"), body.into()),
-        )
-        .await
-        {
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "service did not answer Ping; log:\n{}",
-            svc.log()
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    tolomeo_testkit::wait_ready(&client, SERVICE, &svc).await;
     (svc, client)
 }
 

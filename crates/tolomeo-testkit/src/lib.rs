@@ -360,6 +360,26 @@ impl Recorder {
     }
 }
 
+/// Wait until `service` answers `Ping` (up to 10 s); panics with the service's log otherwise.
+pub async fn wait_ready(client: &async_nats::Client, service: &str, svc: &ServiceProcess) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let ping = client.request(
+            format!("commands.{service}.req"),
+            Bytes::from_static(br#"[{"n":"Ping"}]"#),
+        );
+        if let Ok(Ok(_)) = tokio::time::timeout(Duration::from_millis(500), ping).await {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{service} did not answer Ping; log:\n{}",
+            svc.log()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
 /// Send a SenML command request to `commands.<service>.req` and return the parsed response pack.
 pub async fn request(client: &async_nats::Client, service: &str, payload: impl Into<Bytes>) -> serde_json::Value {
     let subject = format!("commands.{service}.req");

@@ -70,18 +70,23 @@ impl<P: SensorPlugin> Poller<P> {
 
     /// One poll: the plugin's sample (when `sample`), then everything queued, into the buffer.
     pub(super) async fn collect(&mut self, sample: bool) {
-        let registry = self.handle.registry();
         let mut records = Vec::new();
+        let mut sampled = None;
         if sample && self.plugin_ready.load(Ordering::Relaxed) {
             let mut reading = Reading::now();
             let limit = self.handle.poll_time();
             match tokio::time::timeout(limit, self.plugin.sample(&mut reading)).await {
-                Ok(Ok(())) => self.absorb(reading, &registry, &mut records),
+                Ok(Ok(())) => sampled = Some(reading),
                 Ok(Err(e)) => self.drops.sample_error(e.to_string()),
                 Err(_) => self
                     .drops
                     .sample_error(format!("no sample within the poll period ({} ms)", limit.as_millis())),
             }
+        }
+        // The metric set is taken after `sample`, so metrics it declared are published at once.
+        let registry = self.handle.registry();
+        if let Some(reading) = sampled {
+            self.absorb(reading, &registry, &mut records);
         }
         while let Ok(reading) = self.queue.rx.try_recv() {
             self.absorb(reading, &registry, &mut records);

@@ -75,13 +75,19 @@ pub(super) async fn heartbeat<P: SensorPlugin>(
             _ = stop.cancelled() => return,
             _ = tick.tick() => {}
         }
-        let health = plugin.health();
-        let healthy = ready.load(Ordering::Relaxed) && health.healthy;
+        let connected = ready.load(Ordering::Relaxed);
+        let mut health = plugin.health();
+        if !connected {
+            health = crate::plugin::Health::unhealthy(format!("plugin `{}` is still connecting", plugin.id()));
+        }
+        let healthy = health.healthy;
         if healthy != was_healthy {
             if healthy {
-                tracing::info!("healthy again: {}; heartbeat resumes", health.detail);
-            } else {
+                tracing::info!("healthy: {}; heartbeat on", health.detail);
+            } else if connected {
                 tracing::warn!("unhealthy: {}; heartbeat stops until it recovers", health.detail);
+            } else {
+                tracing::debug!("{}; no heartbeat until it has", health.detail);
             }
             was_healthy = healthy;
         }
