@@ -1,0 +1,97 @@
+//! The broker connection flags, named like the `nats` CLI's, and the connection itself.
+//!
+//! They cover what a service's `[nats]` section covers (PROTOCOL.md section 0): URL,
+//! user/password, token, NKey seed, `.creds` file, TLS CA and client certificate. The core's
+//! `transport::Link` is made for services (retry forever, delivery confirmation); a CLI wants
+//! to fail fast instead, so this builds a plain `async_nats::ConnectOptions`.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use crate::exit::Failure;
+
+/// How to reach the broker.
+#[derive(Debug, Clone, clap::Args)]
+#[command(next_help_heading = "Connection")]
+pub struct ConnArgs {
+    /// Broker URL.
+    #[arg(
+        short = 's',
+        long = "server",
+        env = "NATS_URL",
+        default_value = "nats://127.0.0.1:4222",
+        global = true
+    )]
+    pub server: String,
+    /// User name (with --password).
+    #[arg(long, global = true, requires = "password")]
+    pub user: Option<String>,
+    /// Password (with --user).
+    #[arg(long, global = true, requires = "user")]
+    pub password: Option<String>,
+    /// Authentication token.
+    #[arg(long, global = true)]
+    pub token: Option<String>,
+    /// A `.creds` file (JWT and NKey seed).
+    #[arg(long, global = true, value_name = "FILE")]
+    pub creds: Option<PathBuf>,
+    /// A file holding an NKey seed (`SU...`).
+    #[arg(long, global = true, value_name = "FILE")]
+    pub nkey: Option<PathBuf>,
+    /// CA certificate (PEM) to verify the broker with.
+    #[arg(long, global = true, value_name = "FILE")]
+    pub tlscacert: Option<PathBuf>,
+    /// Client certificate (PEM), with --tlskey.
+    #[arg(long, global = true, value_name = "FILE", requires = "tlskey")]
+    pub tlscert: Option<PathBuf>,
+    /// Client key (PEM), with --tlscert.
+    #[arg(long, global = true, value_name = "FILE", requires = "tlscert")]
+    pub tlskey: Option<PathBuf>,
+    /// How long to try to reach the broker, in seconds.
+    #[arg(long, global = true, value_name = "SECONDS", default_value_t = 5.0)]
+    pub connect_timeout: f64,
+}
+
+impl ConnArgs {
+    /// Connects once, or fails with exit code 4 (2 for an unreadable credentials file).
+    pub async fn connect(&self) -> Result<async_nats::Client, Failure> {
+        let mut opts = async_nats::ConnectOptions::new().name("tlm");
+        if let Some(path) = &self.creds {
+            opts = opts
+                .credentials_file(path)
+                .await
+                .map_err(|e| Failure::usage(format!("--creds {}: {e}: expected a NATS .creds file", path.display())))?;
+        }
+        if let Some(path) = &self.nkey {
+            let seed = std::fs::read_to_string(path)
+                .map_err(|e| Failure::usage(format!("--nkey {}: cannot read it: {e}", path.display())))?;
+            opts = opts.nkey(seed.trim().to_string());
+        }
+        if let (Some(u), Some(p)) = (&self.user, &self.password) {
+            opts = opts.user_and_password(u.clone(), p.clone());
+        }
+        if let Some(t) = &self.token {
+            opts = opts.token(t.clone());
+        }
+        if let Some(ca) = &self.tlscacert {
+            opts = opts.add_root_certificates(ca.clone());
+        }
+        if let (Some(c), Some(k)) = (&self.tlscert, &self.tlskey) {
+            opts = opts.add_client_certificate(c.clone(), k.clone());
+        }
+        let timeout = Duration::try_from_secs_f64(self.connect_timeout).map_err(|_| {
+            Failure::usage(format!(
+                "--connect-timeout {}: expected seconds >= 0",
+                self.connect_timeout
+            ))
+        })?;
+        // The per-request timeout is applied by each subcommand itself.
+        opts = opts.connection_timeout(timeout).request_timeout(None);
+        opts.connect(self.server.as_str()).await.map_err(|e| {
+            Failure::io(format!(
+                "cannot connect to the broker at {}: {e}: is nats-server running? (set --server or NATS_URL)",
+                self.server
+            ))
+        })
+    }
+}
