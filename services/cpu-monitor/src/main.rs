@@ -1,0 +1,5 @@
+//! `tlm-cpu-monitor`: see the `cpu_monitor` crate.
+
+fn main() -> std::process::ExitCode {
+    cpu_monitor::main()
+}

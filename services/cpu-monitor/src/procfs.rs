@@ -1,0 +1,290 @@
+//! Direct readers of procfs text files: `/proc/net/dev` (one file for every interface, where
+//! sysinfo opens several files per interface), `/proc/meminfo`, `/proc/loadavg`,
+//! `/proc/uptime` and `/proc/self/mountinfo`, kept open and read again from the start at each
+//! poll. Parsers take text so that they are tested on fixed input. The system calls std does
+//! not wrap are in [`crate::sys`].
+
+use std::fs::File;
+use std::io;
+
+/// Read a whole (small) file into `buf`, replacing its contents. Unlike `fs::read_to_string`
+/// it asks for no size hint (no `statx`, no `lseek`): procfs and sysfs sizes are meaningless.
+pub fn read_into(path: &str, buf: &mut String) -> io::Result<()> {
+    let mut f = File::open(path).map_err(|e| io::Error::new(e.kind(), format!("cannot read {path}: {e}")))?;
+    read_all_at_start(&mut f, path, buf)
+}
+
+/// A procfs file kept open and read again from offset 0 at each poll (procfs files give
+/// fresh contents at every read from 0), which saves the open and close of every poll.
+#[derive(Debug)]
+pub struct ProcFile {
+    path: &'static str,
+    file: Option<File>,
+}
+
+impl ProcFile {
+    /// A file to be opened at the first read.
+    pub fn new(path: &'static str) -> Self {
+        ProcFile { path, file: None }
+    }
+
+    /// Read it whole into `buf`. After an error the file is opened again at the next read.
+    pub fn read(&mut self, buf: &mut String) -> io::Result<()> {
+        let path = self.path;
+        let file = match &mut self.file {
+            Some(f) => f,
+            slot => {
+                slot.insert(File::open(path).map_err(|e| io::Error::new(e.kind(), format!("cannot read {path}: {e}")))?)
+            }
+        };
+        let r = read_all_at_start(file, path, buf);
+        if r.is_err() {
+            self.file = None;
+        }
+        r
+    }
+}
+
+fn read_all_at_start(f: &mut File, path: &str, buf: &mut String) -> io::Result<()> {
+    use std::os::unix::fs::FileExt;
+    let mut bytes = std::mem::take(buf).into_bytes();
+    bytes.clear();
+    let mut offset = 0u64;
+    let result = loop {
+        if bytes.capacity() - bytes.len() < 1024 {
+            bytes.reserve(4096);
+        }
+        let len = bytes.len();
+        let spare = bytes.capacity() - len;
+        bytes.resize(len + spare, 0);
+        match f.read_at(&mut bytes[len..], offset) {
+            Ok(0) => {
+                bytes.truncate(len);
+                break Ok(());
+            }
+            Ok(n) => {
+                bytes.truncate(len + n);
+                offset += n as u64;
+            }
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => bytes.truncate(len),
+            Err(e) => {
+                bytes.truncate(len);
+                break Err(io::Error::new(e.kind(), format!("cannot read {path}: {e}")));
+            }
+        }
+    };
+    match String::from_utf8(bytes) {
+        Ok(text) => *buf = text,
+        Err(e) => {
+            *buf = String::from_utf8_lossy(e.as_bytes()).into_owned();
+        }
+    }
+    result
+}
+
+/// `/proc/meminfo` values used here, in bytes (the file says `kB`, meaning KiB).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct MemInfo {
+    /// `MemTotal`.
+    pub total: u64,
+    /// `MemAvailable`.
+    pub available: u64,
+    /// `SwapTotal`.
+    pub swap_total: u64,
+    /// `SwapFree`.
+    pub swap_free: u64,
+}
+
+/// Parse `/proc/meminfo`. `None` without `MemTotal` or `MemAvailable` (Linux >= 3.14 has it).
+pub fn parse_meminfo(text: &str) -> Option<MemInfo> {
+    let (mut total, mut available) = (None, None);
+    let mut m = MemInfo::default();
+    for line in text.lines() {
+        let Some((key, rest)) = line.split_once(':') else {
+            continue;
+        };
+        let Some(kib) = rest.split_ascii_whitespace().next().and_then(|v| v.parse::<u64>().ok()) else {
+            continue;
+        };
+        let bytes = kib.saturating_mul(1024);
+        match key {
+            "MemTotal" => total = Some(bytes),
+            "MemAvailable" => available = Some(bytes),
+            "SwapTotal" => m.swap_total = bytes,
+            "SwapFree" => m.swap_free = bytes,
+            _ => {}
+        }
+    }
+    m.total = total?;
+    m.available = available?;
+    Some(m)
+}
+
+/// Parse `/proc/loadavg` (`0.52 0.58 0.59 1/257 12345`): the three load averages.
+pub fn parse_loadavg(text: &str) -> Option<[f64; 3]> {
+    let mut it = text
+        .split_ascii_whitespace()
+        .map(|x| x.parse::<f64>().ok().filter(|v| v.is_finite()));
+    Some([it.next()??, it.next()??, it.next()??])
+}
+
+/// One interface of `/proc/net/dev`: kernel name, bytes received, bytes sent.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NetDev<'a> {
+    /// The kernel name (`eth0`).
+    pub name: &'a str,
+    /// Received bytes since the interface appeared.
+    pub rx_bytes: u64,
+    /// Sent bytes since the interface appeared.
+    pub tx_bytes: u64,
+}
+
+/// Parse `/proc/net/dev`: two header lines, then `name: rx_bytes rx_packets ... (8 receive
+/// fields) tx_bytes ...`. Lines that do not fit are skipped.
+pub fn parse_net_dev(text: &str) -> Vec<NetDev<'_>> {
+    text.lines()
+        .filter_map(|line| {
+            let (name, rest) = line.split_once(':')?;
+            let mut fields = rest.split_ascii_whitespace();
+            let rx_bytes = fields.next()?.parse().ok()?;
+            let tx_bytes = fields.nth(7)?.parse().ok()?;
+            Some(NetDev {
+                name: name.trim(),
+                rx_bytes,
+                tx_bytes,
+            })
+        })
+        .collect()
+}
+
+/// Parse `/proc/uptime` (`12345.67 23456.78`): seconds since boot.
+pub fn parse_uptime(text: &str) -> Option<f64> {
+    text.split_ascii_whitespace()
+        .next()?
+        .parse()
+        .ok()
+        .filter(|x: &f64| x.is_finite())
+}
+
+/// The mount points of `/proc/self/mountinfo` (field 5), with the kernel's octal escapes
+/// (`\040` for a space) undone.
+pub fn parse_mountinfo(text: &str) -> Vec<String> {
+    text.lines()
+        .filter_map(|line| line.split(' ').nth(4))
+        .map(unescape_octal)
+        .collect()
+}
+
+fn unescape_octal(s: &str) -> String {
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'\\'
+            && let Some(oct) = bytes.get(i + 1..i + 4)
+            && oct.iter().all(|b| (b'0'..=b'7').contains(b))
+        {
+            out.push(
+                oct.iter()
+                    .fold(0u8, |acc, b| acc.wrapping_mul(8).wrapping_add(b - b'0')),
+            );
+            i += 4;
+            continue;
+        }
+        out.push(bytes[i]);
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const NET_DEV: &str = "Inter-|   Receive                                                |  Transmit
+ face |bytes    packets errs drop fifo frame compressed multicast|bytes    packets errs drop fifo colls carrier compressed
+    lo: 28977306   13373    0    0    0     0          0         0 28977306   13373    0    0    0     0       0          0
+  eth0: 357559196   16600    0    0    0     0          0         0   969462   10704    0    0    0     0       0          0
+wlan0:1 2 3 4 5 6 7 8 9 10 11 12 13 14 15 16
+broken: 12 x
+";
+
+    #[test]
+    fn net_dev_is_parsed() {
+        let devs = parse_net_dev(NET_DEV);
+        assert_eq!(
+            devs,
+            [
+                NetDev {
+                    name: "lo",
+                    rx_bytes: 28977306,
+                    tx_bytes: 28977306
+                },
+                NetDev {
+                    name: "eth0",
+                    rx_bytes: 357559196,
+                    tx_bytes: 969462
+                },
+                NetDev {
+                    name: "wlan0",
+                    rx_bytes: 1,
+                    tx_bytes: 9
+                },
+            ]
+        );
+    }
+
+    #[test]
+    fn meminfo_is_parsed_in_bytes() {
+        let text = "MemTotal:       24684084 kB\nMemFree:        19612700 kB\nMemAvailable:   23807376 kB\n\
+                    SwapTotal:       2097148 kB\nSwapFree:        2097000 kB\nHugePages_Total:       0\n";
+        let m = parse_meminfo(text).unwrap();
+        assert_eq!(m.total, 24684084 * 1024);
+        assert_eq!(m.available, 23807376 * 1024);
+        assert_eq!(m.swap_total, 2097148 * 1024);
+        assert_eq!(m.swap_free, 2097000 * 1024);
+        assert_eq!(parse_meminfo("MemTotal: 10 kB\n"), None, "no MemAvailable");
+    }
+
+    #[test]
+    fn loadavg_is_parsed() {
+        assert_eq!(parse_loadavg("0.52 0.58 1.59 1/257 12345\n"), Some([0.52, 0.58, 1.59]));
+        assert_eq!(parse_loadavg("0.52 x"), None);
+    }
+
+    #[test]
+    fn proc_files_are_read_again_from_the_start() {
+        let path = std::env::temp_dir().join(format!("cpu-monitor-procfile-{}", std::process::id()));
+        std::fs::write(&path, "first").unwrap();
+        let leaked: &'static str = Box::leak(path.display().to_string().into_boxed_str());
+        let mut f = ProcFile::new(leaked);
+        let mut buf = String::new();
+        f.read(&mut buf).unwrap();
+        assert_eq!(buf, "first");
+        std::fs::write(&path, "second, longer").unwrap();
+        f.read(&mut buf).unwrap();
+        assert_eq!(buf, "second, longer");
+        std::fs::remove_file(&path).unwrap();
+        let big = "x".repeat(10_000);
+        std::fs::write(&path, &big).unwrap();
+        read_into(leaked, &mut buf).unwrap();
+        assert_eq!(buf, big);
+        std::fs::remove_file(&path).unwrap();
+        assert!(read_into(leaked, &mut buf).unwrap_err().to_string().contains(leaked));
+    }
+
+    #[test]
+    fn uptime_is_parsed() {
+        assert_eq!(parse_uptime("12345.67 23456.78\n"), Some(12345.67));
+        assert_eq!(parse_uptime(""), None);
+        assert_eq!(parse_uptime("abc 1"), None);
+    }
+
+    #[test]
+    fn mountinfo_is_parsed_and_unescaped() {
+        let text = "22 1 0:21 / / rw,relatime - overlay overlay rw\n\
+                    30 22 0:27 / /mnt/my\\040disk rw - ext4 /dev/sda1 rw\n\
+                    31 22 0:28 / /data rw shared:1 - ext4 /dev/sda2 rw\n";
+        assert_eq!(parse_mountinfo(text), ["/", "/mnt/my disk", "/data"]);
+    }
+}
