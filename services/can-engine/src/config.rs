@@ -1,0 +1,233 @@
+//! The `[can]` configuration section and its sub-sections. Defaults live in the `Default`
+//! impls, nowhere else.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+use serde::{Deserialize, Serialize};
+use tolomeo_core::config::{PluginConfig, Problem};
+
+/// `[can]`: where frames come from and what is decoded.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct CanConfig {
+    /// SocketCAN interface to read (when `replay` is not set). Missing or down: retried with
+    /// backoff up to 30 s, heartbeat stopped meanwhile.
+    pub interface: String,
+    /// A `candump -L` log to replay instead of reading a bus.
+    pub replay: Option<PathBuf>,
+    /// Replay speed: 1.0 = real time from the log's timestamps, N = N times faster, "max" = as
+    /// fast as possible. Below 1.0 the published time is the wall clock instead of the log's.
+    pub replay_speed: ReplaySpeed,
+    /// Start the log again at its end (timestamps shifted so that time keeps increasing).
+    pub replay_loop: bool,
+    /// "j1939": decode EEC1 broadcasts. "obd2": request PIDs on 0x7DF every poll period.
+    pub mode: Mode,
+    /// J1939: only decode EEC1 from this source address (0 to 253); any address when absent.
+    pub source_address: Option<u8>,
+    /// A DBC file whose `signals` are decoded too.
+    pub dbc: Option<PathBuf>,
+    /// Signals of `dbc` to publish: "Signal" or "Message.Signal". Published as `<message>:<signal>`
+    /// (or `<dbc_group>:<signal>`).
+    pub signals: Vec<String>,
+    /// Group (the part before `:`) of DBC metric names instead of the message name.
+    pub dbc_group: Option<String>,
+    /// Default aggregation of every metric over a poll period: "mean", "last", "min", "max", or
+    /// "none" (every frame, with its own timestamp).
+    pub aggregate: Aggregate,
+    /// Extra statistics of every aggregated metric, published as `<metric>:min` / `<metric>:max`.
+    pub stats: Vec<Stat>,
+    /// Per-metric overrides, keyed by metric name: `[can.metrics."engine:rpm"]`.
+    pub metrics: BTreeMap<String, MetricOptions>,
+    /// No frame for this long (ms) is reported in `GetStatus`' detail; the heartbeat goes on.
+    pub stale_after_ms: u64,
+    /// OBD-II settings (used when `mode = "obd2"`).
+    pub obd2: Obd2Config,
+}
+
+impl Default for CanConfig {
+    fn default() -> Self {
+        CanConfig {
+            interface: "can0".into(),
+            replay: None,
+            replay_speed: ReplaySpeed::Factor(1.0),
+            replay_loop: false,
+            mode: Mode::J1939,
+            source_address: None,
+            dbc: None,
+            signals: Vec::new(),
+            dbc_group: None,
+            aggregate: Aggregate::Mean,
+            stats: Vec::new(),
+            metrics: BTreeMap::new(),
+            stale_after_ms: 5_000,
+            obd2: Obd2Config::default(),
+        }
+    }
+}
+
+/// `[can.obd2]`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Obd2Config {
+    /// PIDs requested every poll period besides 0x0C (engine speed): 0x04 load, 0x05 coolant
+    /// temperature, 0x0D vehicle speed.
+    pub pids: Vec<u8>,
+    /// How long to wait for a reply, in ms; a request without a reply is counted in `obd:timeouts`.
+    pub timeout_ms: u64,
+}
+
+impl Default for Obd2Config {
+    fn default() -> Self {
+        Obd2Config {
+            pids: Vec::new(),
+            timeout_ms: 250,
+        }
+    }
+}
+
+/// `[can.metrics."<name>"]`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct MetricOptions {
+    /// Aggregation of this metric (default: `[can] aggregate`).
+    pub aggregate: Option<Aggregate>,
+    /// Extra statistics of this metric (default: `[can] stats`).
+    pub stats: Option<Vec<Stat>>,
+}
+
+/// How the values of one poll period become one point.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Aggregate {
+    /// Arithmetic mean.
+    Mean,
+    /// The last value.
+    Last,
+    /// The smallest value.
+    Min,
+    /// The largest value.
+    Max,
+    /// Every value, with its frame's timestamp.
+    None,
+}
+
+/// An extra statistic.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Stat {
+    /// `<metric>:min`.
+    Min,
+    /// `<metric>:max`.
+    Max,
+}
+
+/// What is decoded.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Mode {
+    /// J1939 EEC1 broadcasts.
+    J1939,
+    /// OBD-II request/response.
+    Obd2,
+}
+
+/// `replay_speed`: a factor or "max".
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum ReplaySpeed {
+    /// 1.0 = real time.
+    Factor(f64),
+    /// "max".
+    Named(String),
+}
+
+impl ReplaySpeed {
+    /// The factor, `None` for "max".
+    pub fn factor(&self) -> Option<f64> {
+        match self {
+            ReplaySpeed::Factor(f) => Some(*f),
+            ReplaySpeed::Named(_) => None,
+        }
+    }
+}
+
+impl PluginConfig for CanConfig {
+    const SECTION: &'static str = "can";
+
+    fn validate(&self) -> Vec<Problem> {
+        let mut out = Vec::new();
+        match &self.replay_speed {
+            ReplaySpeed::Factor(f) if !(f.is_finite() && *f > 0.0) => out.push(Problem::new(
+                "replay_speed",
+                format!("{f} is not a positive number or \"max\""),
+            )),
+            ReplaySpeed::Named(s) if s != "max" => out.push(Problem::new(
+                "replay_speed",
+                format!("{s:?}: expected a positive number or \"max\""),
+            )),
+            _ => {}
+        }
+        if self.replay.is_none() && (self.interface.is_empty() || self.interface.len() > 15) {
+            out.push(Problem::new(
+                "interface",
+                "expected an interface name of 1 to 15 characters",
+            ));
+        }
+        if self.source_address.is_some_and(|a| a > 253) {
+            out.push(Problem::new("source_address", "expected a J1939 address 0 to 253"));
+        }
+        if !self.signals.is_empty() && self.dbc.is_none() {
+            out.push(Problem::new(
+                "signals",
+                "signals are listed but no `dbc` file is configured",
+            ));
+        }
+        if !(100..=86_400_000).contains(&self.stale_after_ms) {
+            out.push(Problem::new(
+                "stale_after_ms",
+                "expected 100 ms to 86,400,000 ms (one day)",
+            ));
+        }
+        for (i, pid) in self.obd2.pids.iter().enumerate() {
+            if crate::obd2::Pid::from_code(*pid).is_none() {
+                out.push(Problem::new(
+                    format!("obd2.pids[{i}]"),
+                    format!("PID {pid:#04x} is not supported; expected 0x04, 0x05, 0x0C or 0x0D"),
+                ));
+            }
+        }
+        if !(10..=10_000).contains(&self.obd2.timeout_ms) {
+            out.push(Problem::new("obd2.timeout_ms", "expected 10 to 10,000 ms"));
+        }
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_a_snippet() {
+        let cfg: CanConfig = toml::from_str(
+            r#"
+            replay = "data/engine.log"
+            replay_speed = "max"
+            stats = ["max"]
+            [metrics."engine:rpm"]
+            aggregate = "none"
+            [obd2]
+            pids = [5, 13]
+            "#,
+        )
+        .unwrap();
+        assert_eq!(cfg.replay_speed.factor(), None);
+        assert_eq!(cfg.metrics["engine:rpm"].aggregate, Some(Aggregate::None));
+        assert!(cfg.validate().is_empty());
+        let bad: CanConfig = toml::from_str("replay_speed = \"fast\"\nsignals = [\"X\"]\n[obd2]\npids = [7]").unwrap();
+        let keys: Vec<_> = bad.validate().into_iter().map(|p| p.key).collect();
+        assert_eq!(keys, ["replay_speed", "signals", "obd2.pids[0]"]);
+        assert!(toml::from_str::<CanConfig>("nope = 1").is_err());
+    }
+}

@@ -1,0 +1,410 @@
+//! The plugin: opens the configured source, runs the reading task, answers `sample`,
+//! `health` and the commands.
+
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
+use std::time::{Duration, Instant};
+
+use tokio::sync::{mpsc, oneshot, watch};
+use tolomeo_core::config::ConfigError;
+use tolomeo_core::{Command, Health, Metric, PluginContext, PluginError, Reading, Readings, SensorPlugin, async_trait};
+
+use crate::config::{CanConfig, Mode};
+use crate::dbc::Dbc;
+use crate::frame::{Frame, FrameSource, SourceError};
+use crate::memory::MemoryBus;
+use crate::obd2::{self, Pid};
+use crate::pipeline::Pipeline;
+use crate::replay::ReplaySource;
+
+/// Longest wait between two attempts to open the source.
+const MAX_BACKOFF: Duration = Duration::from_secs(30);
+
+/// Where frames come from.
+enum SourceKind {
+    Replay(PathBuf),
+    SocketCan(String),
+    Memory(Mutex<Option<MemoryBus>>),
+}
+
+/// The source's state, for `health`.
+struct SourceState {
+    open: bool,
+    detail: String,
+}
+
+/// Where the answer to a one-off request goes.
+type Waiter = oneshot::Sender<Result<f64, String>>;
+
+/// A one-off OBD-II request from `ReadPid`.
+pub(crate) struct PidRequest {
+    pub(crate) pid: Pid,
+    pub(crate) reply: Waiter,
+}
+
+/// The can-engine plugin.
+pub struct CanEngine {
+    pub(crate) cfg: CanConfig,
+    kind: SourceKind,
+    pub(crate) pipeline: Mutex<Pipeline>,
+    state: Mutex<SourceState>,
+    readings: OnceLock<Readings>,
+    pub(crate) requests: mpsc::Sender<PidRequest>,
+    requests_rx: Mutex<Option<mpsc::Receiver<PidRequest>>>,
+    frames_at_last_sample: AtomicU64,
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+impl CanEngine {
+    /// Build from the configuration: reads and checks the DBC file. Errors name `[can]` keys.
+    pub fn new(cfg: &CanConfig) -> Result<Self, ConfigError> {
+        let kind = match &cfg.replay {
+            Some(p) => SourceKind::Replay(p.clone()),
+            None => SourceKind::SocketCan(cfg.interface.clone()),
+        };
+        Self::build(cfg, kind)
+    }
+
+    /// Build with an in-process bus as the source (tests, demos).
+    pub fn with_memory_bus(cfg: &CanConfig, bus: MemoryBus) -> Result<Self, ConfigError> {
+        Self::build(cfg, SourceKind::Memory(Mutex::new(Some(bus))))
+    }
+
+    fn build(cfg: &CanConfig, kind: SourceKind) -> Result<Self, ConfigError> {
+        let source = "configuration section [can]";
+        let dbc = match &cfg.dbc {
+            None => None,
+            Some(path) => {
+                let text = std::fs::read_to_string(path).map_err(|e| {
+                    ConfigError::one(
+                        source,
+                        "dbc",
+                        format!("cannot read the DBC file {}: {e}", path.display()),
+                    )
+                })?;
+                Some(
+                    Dbc::parse(&text)
+                        .map_err(|e| ConfigError::one(source, "can.dbc", format!("{}: {e}", path.display())))?,
+                )
+            }
+        };
+        // The poll period is not known yet: windows start at 1 s and follow `start`'s watch.
+        let pipeline = Pipeline::new(cfg, dbc.as_ref(), Duration::from_secs(1)).map_err(|problems| ConfigError {
+            source: source.into(),
+            problems: problems
+                .into_iter()
+                .map(|p| tolomeo_core::Problem::new(format!("can.{}", p.key), p.message))
+                .collect(),
+        })?;
+        let (tx, rx) = mpsc::channel(16);
+        Ok(CanEngine {
+            cfg: cfg.clone(),
+            kind,
+            pipeline: Mutex::new(pipeline),
+            state: Mutex::new(SourceState {
+                open: false,
+                detail: "not opened yet".into(),
+            }),
+            readings: OnceLock::new(),
+            requests: tx,
+            requests_rx: Mutex::new(Some(rx)),
+            frames_at_last_sample: AtomicU64::new(0),
+        })
+    }
+
+    fn set_state(&self, open: bool, detail: String) {
+        let mut s = lock(&self.state);
+        s.open = open;
+        s.detail = detail;
+    }
+
+    /// Open the source and read it until it ends; reopen with backoff when it fails.
+    async fn read_loop(self: Arc<Self>, readings: Readings, mut poll: watch::Receiver<Duration>) {
+        let Some(mut requests) = lock(&self.requests_rx).take() else {
+            return;
+        };
+        let mut backoff = Duration::from_secs(1);
+        loop {
+            let result = match &self.kind {
+                SourceKind::Replay(path) => {
+                    let speed = self.cfg.replay_speed.factor();
+                    match ReplaySource::open(path, speed, self.cfg.replay_loop) {
+                        Ok(s) => self.drive(s, &readings, &mut poll, &mut requests).await,
+                        Err(e) => Err(e),
+                    }
+                }
+                SourceKind::SocketCan(iface) => self.open_socketcan(iface, &readings, &mut poll, &mut requests).await,
+                SourceKind::Memory(bus) => {
+                    let bus = lock(bus).take();
+                    match bus {
+                        Some(b) => self.drive(b, &readings, &mut poll, &mut requests).await,
+                        None => Err(SourceError::Unavailable("the in-process bus is closed".into())),
+                    }
+                }
+            };
+            let mut out = Vec::new();
+            lock(&self.pipeline).flush(&mut out);
+            deliver(&readings, out, true).await;
+            match result {
+                Ok(()) => return,
+                Err(SourceError::End) => {
+                    let frames = lock(&self.pipeline).counters.frames;
+                    tracing::info!("replay finished after {frames} frames");
+                    self.set_state(true, format!("replay finished after {frames} frames"));
+                    return;
+                }
+                Err(e) => {
+                    if lock(&self.state).open {
+                        // It was readable until now: start the backoff again from 1 s.
+                        backoff = Duration::from_secs(1);
+                    }
+                    tracing::warn!("{e}; retrying in {} s", backoff.as_secs());
+                    self.set_state(
+                        false,
+                        format!("{e} (retrying every {} s at most)", MAX_BACKOFF.as_secs()),
+                    );
+                    tokio::time::sleep(backoff).await;
+                    backoff = (backoff * 2).min(MAX_BACKOFF);
+                }
+            }
+        }
+    }
+
+    #[cfg(target_os = "linux")]
+    async fn open_socketcan(
+        &self,
+        iface: &str,
+        readings: &Readings,
+        poll: &mut watch::Receiver<Duration>,
+        requests: &mut mpsc::Receiver<PidRequest>,
+    ) -> Result<(), SourceError> {
+        let filters = crate::filters::kernel_filters(&self.cfg, &lock(&self.pipeline));
+        let source = crate::socketcan_source::SocketCanSource::open(iface, &filters)?;
+        self.drive(source, readings, poll, requests).await
+    }
+
+    #[cfg(not(target_os = "linux"))]
+    async fn open_socketcan(
+        &self,
+        iface: &str,
+        _readings: &Readings,
+        _poll: &mut watch::Receiver<Duration>,
+        _requests: &mut mpsc::Receiver<PidRequest>,
+    ) -> Result<(), SourceError> {
+        Err(SourceError::Unavailable(format!(
+            "CAN interface {iface:?}: SocketCAN needs Linux"
+        )))
+    }
+
+    /// Read one open source until it fails or ends.
+    async fn drive<S: FrameSource>(
+        &self,
+        mut source: S,
+        readings: &Readings,
+        poll: &mut watch::Receiver<Duration>,
+        requests: &mut mpsc::Receiver<PidRequest>,
+    ) -> Result<(), SourceError> {
+        let what = source.describe();
+        tracing::info!("reading {what}");
+        self.set_state(true, format!("reading {what}"));
+        let can_wait = matches!(self.kind, SourceKind::Replay(_));
+        let obd = self.cfg.mode == Mode::Obd2;
+        let mut pids = vec![Pid::Rpm];
+        for pid in self.cfg.obd2.pids.iter().filter_map(|c| Pid::from_code(*c)) {
+            if !pids.contains(&pid) {
+                pids.push(pid);
+            }
+        }
+        let timeout = Duration::from_millis(self.cfg.obd2.timeout_ms);
+        let mut can_send = true;
+        let mut pending: Vec<(Pid, Instant, Option<Waiter>)> = Vec::new();
+        let mut period = *poll.borrow_and_update();
+        lock(&self.pipeline).set_period(period, &mut Vec::new());
+        let mut tick = tokio::time::interval(period);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut batch: Vec<Frame> = Vec::with_capacity(512);
+        let mut out: Vec<Reading> = Vec::new();
+        loop {
+            let next_deadline = pending.iter().map(|p| p.1).min();
+            tokio::select! {
+                biased;
+                changed = poll.changed() => {
+                    if changed.is_ok() {
+                        period = *poll.borrow_and_update();
+                        lock(&self.pipeline).set_period(period, &mut out);
+                        tick = tokio::time::interval(period);
+                        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+                    }
+                }
+                Some(req) = requests.recv() => {
+                    if !can_send {
+                        let _ = req.reply.send(Err(format!("{what} cannot send requests")));
+                    } else {
+                        match source.send(obd2::request(req.pid.code(), 0)).await {
+                            Ok(()) => pending.push((req.pid, Instant::now() + timeout, Some(req.reply))),
+                            Err(SourceError::CannotSend(m)) => {
+                                can_send = false;
+                                let _ = req.reply.send(Err(m));
+                            }
+                            Err(e) => {
+                                let _ = req.reply.send(Err(e.to_string()));
+                                return Err(e);
+                            }
+                        }
+                    }
+                }
+                _ = tick.tick(), if obd && can_send => {
+                    for &pid in &pids {
+                        match source.send(obd2::request(pid.code(), 0)).await {
+                            Ok(()) => pending.push((pid, Instant::now() + timeout, None)),
+                            Err(SourceError::CannotSend(m)) => {
+                                tracing::info!("{m}: OBD-II requests are not sent, replies in the log are decoded");
+                                can_send = false;
+                                break;
+                            }
+                            Err(e) => return Err(e),
+                        }
+                    }
+                }
+                _ = sleep_until(next_deadline) => {
+                    let now = Instant::now();
+                    let mut expired = 0;
+                    pending.retain_mut(|(pid, deadline, waiter)| {
+                        if *deadline > now {
+                            return true;
+                        }
+                        expired += 1;
+                        if let Some(w) = waiter.take() {
+                            let _ = w.send(Err(format!("no reply to PID {:#04x} within {} ms", pid.code(), timeout.as_millis())));
+                        }
+                        false
+                    });
+                    lock(&self.pipeline).counters.obd_timeouts += expired;
+                }
+                got = source.recv_batch(&mut batch, 512) => {
+                    let malformed = source.take_malformed();
+                    if malformed > 0 {
+                        lock(&self.pipeline).malformed_lines(malformed);
+                    }
+                    got?;
+                    let now = Instant::now();
+                    {
+                    let mut p = lock(&self.pipeline);
+                    for f in &batch {
+                        if let Some((pid, v)) = p.handle(f, now, &mut out) {
+                            pending.retain_mut(|(want, _, waiter)| {
+                                if *want != pid {
+                                    return true;
+                                }
+                                if let Some(w) = waiter.take() {
+                                    let _ = w.send(Ok(v));
+                                }
+                                false
+                            });
+                        }
+                    }
+                    }
+                    let many = batch.len() > 1;
+                    batch.clear();
+                    if many {
+                        tokio::task::yield_now().await;
+                    }
+                }
+            }
+            if !out.is_empty() && !deliver(readings, std::mem::take(&mut out), can_wait).await {
+                return Ok(());
+            }
+        }
+    }
+}
+
+async fn sleep_until(deadline: Option<Instant>) {
+    match deadline {
+        Some(d) => tokio::time::sleep_until(d.into()).await,
+        None => std::future::pending().await,
+    }
+}
+
+/// Hand readings to the service: a replay waits for room, a bus drops and counts. False when
+/// the service stopped draining.
+async fn deliver(readings: &Readings, out: Vec<Reading>, wait: bool) -> bool {
+    for r in out {
+        let ok = if wait {
+            readings.send(r).await
+        } else {
+            readings.try_send(r)
+        };
+        if !ok {
+            return false;
+        }
+    }
+    true
+}
+
+#[async_trait]
+impl SensorPlugin for CanEngine {
+    fn id(&self) -> &str {
+        "can"
+    }
+
+    fn metrics(&self) -> Vec<Metric> {
+        lock(&self.pipeline).metrics()
+    }
+
+    fn commands(&self) -> Vec<Box<dyn Command<Self>>> {
+        crate::commands::all()
+    }
+
+    fn health(&self) -> Health {
+        let (open, detail) = {
+            let s = lock(&self.state);
+            (s.open, s.detail.clone())
+        };
+        if !open {
+            return Health::unhealthy(detail);
+        }
+        let last = lock(&self.pipeline).last_frame;
+        let stale = Duration::from_millis(self.cfg.stale_after_ms);
+        match last {
+            Some(t) if t.elapsed() > stale => Health::healthy(format!(
+                "{detail}; no frames for {:.1} s (engine off or bus silent)",
+                t.elapsed().as_secs_f64()
+            )),
+            None => Health::healthy(format!("{detail}; no frames yet")),
+            Some(_) => Health::healthy(detail),
+        }
+    }
+
+    async fn sample(&self, reading: &mut Reading) -> Result<(), PluginError> {
+        let mut out = Vec::new();
+        {
+            let mut p = lock(&self.pipeline);
+            let frames = p.counters.frames;
+            if self.frames_at_last_sample.swap(frames, Ordering::Relaxed) == frames {
+                // The bus was quiet for a whole period: publish what the open windows hold.
+                p.flush(&mut out);
+            }
+            for (name, value) in p.counter_reading(reading.time()).values() {
+                reading.push(name.clone(), value.clone());
+            }
+        }
+        if let Some(r) = self.readings.get() {
+            for x in out {
+                r.try_send(x);
+            }
+        }
+        Ok(())
+    }
+
+    fn start(self: &Arc<Self>, ctx: &PluginContext) {
+        let _ = self.readings.set(ctx.readings.clone());
+        let me = self.clone();
+        let readings = ctx.readings.clone();
+        let poll = ctx.poll_time.clone();
+        ctx.tasks.spawn("can reader", me.read_loop(readings, poll));
+    }
+}

@@ -1,0 +1,80 @@
+//! Kernel receive filters for SocketCAN: only the frames some decoder needs reach the process.
+
+use crate::config::{CanConfig, Mode};
+pub use crate::frame::Filter;
+use crate::frame::{CAN_EFF_FLAG, CAN_RTR_FLAG};
+use crate::j1939::PGN_EEC1;
+use crate::pipeline::Pipeline;
+
+/// Mask bits of the PGN of a 29-bit identifier (EDP, DP, PF, PS).
+const PGN_MASK_PDU2: u32 = 0x03FF_FF00;
+/// For PDU1 (PF < 240) the PS byte is a destination address.
+const PGN_MASK_PDU1: u32 = 0x03FF_0000;
+
+/// The filters the configuration needs.
+pub fn kernel_filters(cfg: &CanConfig, pipeline: &Pipeline) -> Vec<Filter> {
+    let mut out = Vec::new();
+    let ext = |id: u32, source: Option<u8>| {
+        let pdu1 = (id >> 16) & 0xFF < 240;
+        let mut mask = if pdu1 { PGN_MASK_PDU1 } else { PGN_MASK_PDU2 };
+        let mut id = id & 0x1FFF_FFFF;
+        if let Some(sa) = source {
+            mask |= 0xFF;
+            id = (id & !0xFF) | u32::from(sa);
+        }
+        Filter {
+            id: id | CAN_EFF_FLAG,
+            mask: mask | CAN_EFF_FLAG | CAN_RTR_FLAG,
+        }
+    };
+    match cfg.mode {
+        Mode::J1939 => out.push(ext(PGN_EEC1 << 8, cfg.source_address)),
+        Mode::Obd2 => out.push(Filter {
+            id: 0x7E8,
+            mask: 0x7F8 | CAN_EFF_FLAG | CAN_RTR_FLAG,
+        }),
+    }
+    for (id, extended) in pipeline.dbc_ids() {
+        let f = if extended {
+            ext(id, None)
+        } else {
+            Filter {
+                id,
+                mask: 0x7FF | CAN_EFF_FLAG | CAN_RTR_FLAG,
+            }
+        };
+        if !out.contains(&f) {
+            out.push(f);
+        }
+    }
+    out
+}
+
+/// Would this filter let `id` through? (What the kernel computes.)
+pub fn passes(f: &Filter, id: u32, extended: bool) -> bool {
+    let word = if extended { id | CAN_EFF_FLAG } else { id };
+    word & f.mask == f.id & f.mask
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn eec1_from_any_source_only() {
+        let cfg = CanConfig::default();
+        let p = Pipeline::new(&cfg, None, std::time::Duration::from_secs(1)).unwrap();
+        let f = kernel_filters(&cfg, &p);
+        assert_eq!(f.len(), 1);
+        assert!(passes(&f[0], 0x0CF0_0400, true));
+        assert!(passes(&f[0], 0x18F0_04EE, true));
+        assert!(!passes(&f[0], 0x0CF0_0300, true));
+        assert!(!passes(&f[0], 0x400, false));
+        let cfg = CanConfig {
+            source_address: Some(0x17),
+            ..CanConfig::default()
+        };
+        let f = kernel_filters(&cfg, &p);
+        assert!(passes(&f[0], 0x0CF0_0417, true) && !passes(&f[0], 0x0CF0_0400, true));
+    }
+}

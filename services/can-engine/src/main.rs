@@ -1,0 +1,5 @@
+//! `tlm-can-engine`: see the `can_engine` crate.
+
+fn main() -> std::process::ExitCode {
+    tolomeo_core::cli::main(can_engine::SPEC, can_engine::CanEngine::new)
+}
