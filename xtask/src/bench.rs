@@ -14,20 +14,57 @@ use anyhow::{Context, Result, bail};
 
 use crate::{cargo, sh};
 
-/// A service to measure: how to build it and how to run it.
+/// A service to measure: how to build it, how to run it, and what it needs running beside it.
 struct Target {
     label: &'static str,
     build: &'static [&'static str],
     binary: &'static str,
     args: &'static [&'static str],
+    beside: &'static [&'static str],
 }
 
-const TARGETS: &[Target] = &[Target {
-    label: "temp_service example (tolomeo-core)",
-    build: &["build", "--release", "-p", "tolomeo-core", "--example", "temp_service"],
-    binary: "target/release/examples/temp_service",
-    args: &["--poll-time-ms", "1000"],
-}];
+const TARGETS: &[Target] = &[
+    Target {
+        label: "temp_service example (tolomeo-core), 1 s poll",
+        build: &["build", "--release", "-p", "tolomeo-core", "--example", "temp_service"],
+        binary: "target/release/examples/temp_service",
+        args: &["--poll-time-ms", "1000"],
+        beside: &[],
+    },
+    Target {
+        label: "tlm-cpu-monitor, default groups, 1 s poll",
+        build: &["build", "--release", "-p", "cpu-monitor"],
+        binary: "target/release/tlm-cpu-monitor",
+        args: &[
+            "--config",
+            "services/cpu-monitor/bench/footprint.toml",
+            "--poll-time-ms",
+            "1000",
+        ],
+        beside: &[],
+    },
+    Target {
+        label: "tlm-can-engine, 100 Hz bus (replay), 1 s poll",
+        build: &["build", "--release", "-p", "can-engine"],
+        binary: "target/release/tlm-can-engine",
+        args: &["--config", "services/can-engine/bench/footprint.toml"],
+        beside: &[],
+    },
+    Target {
+        label: "tlm-modbus-sensors, 10 TCP devices, 1 s poll",
+        build: &["build", "--release", "-p", "modbus-sensors"],
+        binary: "target/release/tlm-modbus-sensors",
+        args: &["--config", "services/modbus-sensors/bench/footprint.toml"],
+        beside: &[
+            "python3",
+            "services/modbus-sensors/tests/pymodbus_server.py",
+            "--tcp",
+            "15020",
+            "--control",
+            "15021",
+        ],
+    },
+];
 
 pub fn run(which: &str, duration: u64) -> Result<()> {
     match which {
@@ -54,6 +91,18 @@ fn footprint(duration: u64) -> Result<()> {
     let url = format!("nats://127.0.0.1:{port}");
     for t in TARGETS {
         sh(cargo().args(t.build))?;
+        let mut beside = match t.beside.split_first() {
+            Some((cmd, args)) => Some(
+                Command::new(cmd)
+                    .args(args)
+                    .stdout(Stdio::null())
+                    .stderr(Stdio::null())
+                    .spawn()
+                    .with_context(|| format!("cannot run {}", t.beside.join(" ")))?,
+            ),
+            None => None,
+        };
+        std::thread::sleep(Duration::from_millis(if beside.is_some() { 1500 } else { 0 }));
         let size = std::fs::metadata(t.binary).map(|m| m.len()).unwrap_or(0);
         let mut child = Command::new(t.binary)
             .args(t.args)
@@ -66,12 +115,20 @@ fn footprint(duration: u64) -> Result<()> {
         let m = measure(&mut child, Duration::from_secs(duration));
         let _ = Command::new("kill").args(["-TERM", &child.id().to_string()]).status();
         let _ = child.wait();
+        if let Some(b) = beside.as_mut() {
+            let _ = b.kill();
+            let _ = b.wait();
+        }
         let m = m?;
         println!(
-            "{}: RSS max {:.2} MiB, mean {:.2} MiB; CPU {:.3} % of one core over {} s; binary {:.2} MiB",
+            "{}: RSS max {:.2} MiB (mean {:.2}; private/anonymous max {:.2}, shared file pages {:.2}); \
+             PSS max {:.2} MiB; CPU {:.3} % of one core over {} s; binary {:.2} MiB",
             t.label,
             m.rss_max_kib as f64 / 1024.0,
             m.rss_mean_kib / 1024.0,
+            m.anon_max_kib as f64 / 1024.0,
+            m.file_max_kib as f64 / 1024.0,
+            m.pss_max_kib as f64 / 1024.0,
             m.cpu_percent,
             duration,
             size as f64 / 1_048_576.0
@@ -85,6 +142,9 @@ fn footprint(duration: u64) -> Result<()> {
 struct Footprint {
     rss_max_kib: u64,
     rss_mean_kib: f64,
+    anon_max_kib: u64,
+    file_max_kib: u64,
+    pss_max_kib: u64,
     cpu_percent: f64,
 }
 
@@ -99,9 +159,13 @@ fn measure(child: &mut Child, duration: Duration) -> Result<Footprint> {
     let cpu0 = cpu_ticks(pid)?;
     let t0 = Instant::now();
     let (mut max, mut sum, mut n) = (0u64, 0u64, 0u64);
+    let (mut anon, mut file, mut pss) = (0u64, 0u64, 0u64);
     while t0.elapsed() < duration {
-        let rss = rss_kib(pid)?;
+        let rss = status_kib(pid, "VmRSS:")?;
         max = max.max(rss);
+        anon = anon.max(status_kib(pid, "RssAnon:")?);
+        file = file.max(status_kib(pid, "RssFile:")?);
+        pss = pss.max(pss_kib(pid).unwrap_or(0));
         sum += rss;
         n += 1;
         std::thread::sleep(Duration::from_secs(1));
@@ -111,17 +175,29 @@ fn measure(child: &mut Child, duration: Duration) -> Result<Footprint> {
     Ok(Footprint {
         rss_max_kib: max,
         rss_mean_kib: sum as f64 / n.max(1) as f64,
+        anon_max_kib: anon,
+        file_max_kib: file,
+        pss_max_kib: pss,
         cpu_percent: (cpu1 - cpu0) as f64 / ticks / secs * 100.0,
     })
 }
 
-fn rss_kib(pid: u32) -> Result<u64> {
+/// A `kB` field of /proc/<pid>/status (VmRSS, RssAnon, RssFile).
+fn status_kib(pid: u32, field: &str) -> Result<u64> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
+    kib_field(&status, field).with_context(|| format!("no {field} in /proc/{pid}/status"))
+}
+
+/// Proportional set size: shared pages divided among the processes that map them.
+fn pss_kib(pid: u32) -> Result<u64> {
+    let rollup = std::fs::read_to_string(format!("/proc/{pid}/smaps_rollup"))?;
+    kib_field(&rollup, "Pss:").context("no Pss in smaps_rollup")
+}
+
+fn kib_field(text: &str, field: &str) -> Option<u64> {
+    text.lines()
+        .find_map(|l| l.strip_prefix(field))
         .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        .context("no VmRSS in /proc/<pid>/status")
 }
 
 /// utime + stime, in clock ticks (fields 14 and 15 of /proc/<pid>/stat).

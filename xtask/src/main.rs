@@ -3,6 +3,15 @@
 //! - `cargo xtask ci`: everything CI checks (format, clippy, tests, the MSRV build).
 //! - `cargo xtask bench`: the benchmarks behind BENCHMARKS.md (`cargo bench` plus the
 //!   resident-memory and CPU footprint of the services).
+//! - `cargo xtask cross-build --target T [--check]`: release binaries for a device; `--check`
+//!   runs each under qemu-user.
+//! - `cargo xtask dist --target T`: a tarball laid out as the device's root file system.
+//! - `cargo xtask update-recipe`: the Yocto recipe's crate list and version from Cargo.lock.
+//! - `cargo xtask lint`: the Yocto layer (oelint-adv, recipe in sync) and the systemd units.
+//! - `cargo xtask fuzz [TARGET] [--runs N]`: the libFuzzer targets in fuzz/.
+//! - `cargo xtask demo [--duration S]`: all three services, a broker, a simulated boiler and
+//!   `tlm watch`, on this machine.
+//! - `cargo xtask soak [--minutes M]`: the same system under load; memory must stay flat.
 //!
 //! One flags definition below; one module per subcommand.
 
@@ -14,6 +23,12 @@ use clap::{Parser, Subcommand};
 
 mod bench;
 mod ci;
+mod cross;
+mod demo;
+mod fuzz;
+mod lint;
+mod recipe;
+mod soak;
 
 #[derive(Debug, Parser)]
 #[command(name = "cargo xtask", about = "Project automation for the ToloMEO Rust services")]
@@ -24,11 +39,74 @@ struct Flags {
 
 #[derive(Debug, Subcommand)]
 enum Task {
-    /// Format check, clippy -D warnings, every test, and the MSRV (1.94.1) build
+    /// Everything CI checks: format, clippy -D warnings, every test, the MSRV (1.94.1) build,
+    /// the layer and unit lint, a short fuzzing round, the aarch64 build run under qemu-user
     Ci {
-        /// Skip the MSRV build (when the 1.94.1 toolchain is not installed)
+        /// Skip the MSRV build (needs the 1.94.1 toolchain)
         #[arg(long)]
         no_msrv: bool,
+        /// Skip the Yocto layer and systemd unit lint (needs oelint-adv and systemd-analyze)
+        #[arg(long)]
+        no_lint: bool,
+        /// Skip fuzzing (needs the pinned nightly toolchain)
+        #[arg(long)]
+        no_fuzz: bool,
+        /// Skip the aarch64 build (needs the Rust target, gcc-aarch64-linux-gnu and qemu-user)
+        #[arg(long)]
+        no_cross: bool,
+        /// Skip the 20 s demo run
+        #[arg(long)]
+        no_demo: bool,
+        /// Skip the 5-minute soak
+        #[arg(long)]
+        no_soak: bool,
+    },
+    /// Release binaries for a device (aarch64-unknown-linux-gnu for the i.MX8M Plus)
+    CrossBuild {
+        /// aarch64-unknown-linux-gnu, armv7-unknown-linux-gnueabihf or x86_64-unknown-linux-gnu
+        #[arg(long, default_value = "aarch64-unknown-linux-gnu")]
+        target: String,
+        /// Run each binary under qemu-user: --version, and --check-config on its default config
+        #[arg(long)]
+        check: bool,
+    },
+    /// A tarball of usr/bin, lib/systemd/system, etc/tolomeo, etc/default for a device
+    Dist {
+        #[arg(long, default_value = "aarch64-unknown-linux-gnu")]
+        target: String,
+    },
+    /// Regenerate the Yocto recipe's crate list and version from Cargo.lock and Cargo.toml
+    UpdateRecipe,
+    /// Check the Yocto layer (oelint-adv, recipe in sync) and the systemd units
+    Lint,
+    /// The whole system on this machine: broker, simulated boiler, the three services, tlm watch
+    Demo {
+        /// Stop after this many seconds (default: run until Ctrl-C)
+        #[arg(long)]
+        duration: Option<u64>,
+    },
+    /// All three services under load (CAN at 100 Hz, Modbus, system metrics); memory must stay flat
+    Soak {
+        /// How long
+        #[arg(long, default_value_t = 5)]
+        minutes: u64,
+        /// Release builds (as on a device) instead of debug
+        #[arg(long)]
+        release: bool,
+        /// Seconds between memory samples
+        #[arg(long, default_value_t = 10)]
+        sample: u64,
+        /// Largest allowed VmRSS growth after the warm-up minute, per service
+        #[arg(long, default_value_t = 512)]
+        max_growth_kib: u64,
+    },
+    /// Run the libFuzzer targets in fuzz/ for a fixed number of executions each
+    Fuzz {
+        /// One target (default: all)
+        target: Option<String>,
+        /// Executions per target
+        #[arg(long, default_value_t = 20_000)]
+        runs: u64,
     },
     /// Benchmarks: `cargo bench` and the footprint of running services
     Bench {
@@ -46,8 +124,34 @@ fn main() -> Result<()> {
     let root = project_root();
     std::env::set_current_dir(&root).with_context(|| format!("cannot enter {}", root.display()))?;
     match flags.task {
-        Task::Ci { no_msrv } => ci::run(no_msrv),
+        Task::Ci {
+            no_msrv,
+            no_lint,
+            no_fuzz,
+            no_cross,
+            no_demo,
+            no_soak,
+        } => ci::run(ci::Skip {
+            msrv: no_msrv,
+            lint: no_lint,
+            fuzz: no_fuzz,
+            cross: no_cross,
+            demo: no_demo,
+            soak: no_soak,
+        }),
         Task::Bench { which, duration } => bench::run(&which, duration),
+        Task::CrossBuild { target, check } => cross::cross_build(&target, check).map(|_| ()),
+        Task::Dist { target } => cross::dist(&target),
+        Task::UpdateRecipe => recipe::update(),
+        Task::Lint => lint::run(),
+        Task::Fuzz { target, runs } => fuzz::run(target.as_deref(), runs),
+        Task::Demo { duration } => demo::run(duration),
+        Task::Soak {
+            minutes,
+            release,
+            sample,
+            max_growth_kib,
+        } => soak::run(minutes, release, sample, max_growth_kib),
     }
 }
 

@@ -1,0 +1,20 @@
+//! The command request parser: any bytes on `commands.<service>.req`.
+#![no_main]
+
+use libfuzzer_sys::fuzz_target;
+use tolomeo_core::command::{ErrorCode, parse_request};
+
+fuzz_target!(|data: &[u8]| {
+    let calls = parse_request(data);
+    // Always at least one answer; a call without a name always carries an error.
+    assert!(!calls.is_empty());
+    for call in &calls {
+        if call.name.is_empty() {
+            assert!(call.args.is_err());
+        }
+        if let Err(e) = &call.args {
+            assert!(!e.message.is_empty());
+            let _ = matches!(e.code, ErrorCode::InvalidRequest | ErrorCode::InvalidPayload);
+        }
+    }
+});

@@ -1,0 +1,203 @@
+//! `cargo xtask cross-build` and `cargo xtask dist`: release binaries for a device, and a
+//! tarball laid out as its root file system.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use anyhow::{Context, Result, bail};
+
+use crate::{cargo, sh};
+
+/// The binaries a device gets: (package, binary).
+pub const BINARIES: &[(&str, &str)] = &[
+    ("cpu-monitor", "tlm-cpu-monitor"),
+    ("can-engine", "tlm-can-engine"),
+    ("modbus-sensors", "tlm-modbus-sensors"),
+    ("tlm", "tlm"),
+];
+
+/// The services (config and unit names).
+pub const SERVICES: &[&str] = &["cpu-monitor", "can-engine", "modbus-sensors"];
+
+/// A target we build for: its triple, C cross compiler, Debian package and qemu-user binary.
+struct Target {
+    triple: &'static str,
+    gcc: &'static str,
+    apt: &'static str,
+    qemu: &'static str,
+    sysroot: &'static str,
+}
+
+const TARGETS: &[Target] = &[
+    Target {
+        triple: "aarch64-unknown-linux-gnu",
+        gcc: "aarch64-linux-gnu-gcc",
+        apt: "gcc-aarch64-linux-gnu",
+        qemu: "qemu-aarch64",
+        sysroot: "/usr/aarch64-linux-gnu",
+    },
+    Target {
+        triple: "armv7-unknown-linux-gnueabihf",
+        gcc: "arm-linux-gnueabihf-gcc",
+        apt: "gcc-arm-linux-gnueabihf",
+        qemu: "qemu-arm",
+        sysroot: "/usr/arm-linux-gnueabihf",
+    },
+    Target {
+        triple: "x86_64-unknown-linux-gnu",
+        gcc: "cc",
+        apt: "gcc",
+        qemu: "",
+        sysroot: "",
+    },
+];
+
+fn target(triple: &str) -> Result<&'static Target> {
+    TARGETS.iter().find(|t| t.triple == triple).with_context(|| {
+        let known: Vec<_> = TARGETS.iter().map(|t| t.triple).collect();
+        format!("unknown target `{triple}`; expected one of {}", known.join(", "))
+    })
+}
+
+fn have(cmd: &str) -> bool {
+    Command::new("sh")
+        .args(["-c", &format!("command -v {cmd}")])
+        .output()
+        .map(|o| o.status.success())
+        .unwrap_or(false)
+}
+
+/// Build the release binaries for `triple`; with `check`, run each under qemu-user.
+pub fn cross_build(triple: &str, check: bool) -> Result<PathBuf> {
+    let t = target(triple)?;
+    let installed = Command::new("rustup")
+        .args(["target", "list", "--installed"])
+        .output()?;
+    if !String::from_utf8_lossy(&installed.stdout)
+        .lines()
+        .any(|l| l.trim() == t.triple)
+    {
+        bail!(
+            "the Rust target {0} is not installed; install it with\n  rustup target add {0}",
+            t.triple
+        );
+    }
+    if !have(t.gcc) {
+        bail!(
+            "the linker {} is missing; install it with\n  apt-get install {}",
+            t.gcc,
+            t.apt
+        );
+    }
+    let env_triple = t.triple.replace('-', "_");
+    let mut cmd = cargo();
+    cmd.args(["build", "--release", "--locked", "--target", t.triple])
+        .env(format!("CARGO_TARGET_{}_LINKER", env_triple.to_uppercase()), t.gcc)
+        .env(format!("CC_{env_triple}"), t.gcc);
+    for (package, _) in BINARIES {
+        cmd.args(["--package", package]);
+    }
+    sh(&mut cmd)?;
+    let dir = PathBuf::from("target").join(t.triple).join("release");
+    for (_, bin) in BINARIES {
+        let size = std::fs::metadata(dir.join(bin)).map(|m| m.len()).unwrap_or(0);
+        println!("{}/{bin}: {:.2} MiB", dir.display(), size as f64 / 1_048_576.0);
+    }
+    if check {
+        qemu_check(t, &dir)?;
+    }
+    Ok(dir)
+}
+
+/// Each binary under qemu-user: `--version`, and `--check-config` on its default config.
+fn qemu_check(t: &Target, dir: &Path) -> Result<()> {
+    let run = |bin: &Path, args: &[&str]| -> Result<()> {
+        let mut cmd = if t.qemu.is_empty() {
+            Command::new(bin)
+        } else {
+            if !have(t.qemu) {
+                bail!("{} is missing; install it with\n  apt-get install qemu-user", t.qemu);
+            }
+            let mut c = Command::new(t.qemu);
+            c.args(["-L", t.sysroot]).arg(bin);
+            c
+        };
+        cmd.args(args).env("DEVICE_SERIAL_NUMBER", "QEMU0001");
+        sh(&mut cmd)
+    };
+    for (_, bin) in BINARIES {
+        run(&dir.join(bin), &["--version"])?;
+    }
+    for s in SERVICES {
+        let config = format!("packaging/config/{s}.toml");
+        run(&dir.join(format!("tlm-{s}")), &["--check-config", "--config", &config])?;
+    }
+    println!("qemu-user: every {} binary runs", t.triple);
+    Ok(())
+}
+
+/// Build, then lay out usr/bin, lib/systemd/system, etc/tolomeo, etc/default in a tarball.
+pub fn dist(triple: &str) -> Result<()> {
+    let bins = cross_build(triple, false)?;
+    let version = workspace_version()?;
+    let name = format!("tolomeo-rust-{version}-{triple}");
+    let stage = PathBuf::from("target/dist").join(&name);
+    if stage.exists() {
+        std::fs::remove_dir_all(&stage)?;
+    }
+    let dirs = ["usr/bin", "lib/systemd/system", "etc/tolomeo", "etc/default"];
+    for d in dirs {
+        std::fs::create_dir_all(stage.join(d))?;
+    }
+    for (_, bin) in BINARIES {
+        copy(&bins.join(bin), &stage.join("usr/bin").join(bin))?;
+    }
+    for s in SERVICES {
+        copy(
+            Path::new(&format!("packaging/systemd/tlm-{s}.service")),
+            &stage.join(format!("lib/systemd/system/tlm-{s}.service")),
+        )?;
+        copy(
+            Path::new(&format!("packaging/config/{s}.toml")),
+            &stage.join(format!("etc/tolomeo/{s}.toml")),
+        )?;
+    }
+    copy(
+        Path::new("packaging/default/tolomeo"),
+        &stage.join("etc/default/tolomeo"),
+    )?;
+    std::fs::create_dir_all("dist")?;
+    let tarball = PathBuf::from("dist").join(format!("{name}.tar.gz"));
+    sh(Command::new("tar")
+        .args(["--owner=0", "--group=0", "--numeric-owner", "-czf"])
+        .arg(&tarball)
+        .arg("-C")
+        .arg(&stage)
+        .args(
+            dirs.iter()
+                .map(|d| d.split('/').next().unwrap_or(d))
+                .collect::<std::collections::BTreeSet<_>>(),
+        ))?;
+    println!(
+        "{}: unpack on the device with `tar -xzf {name}.tar.gz -C /`",
+        tarball.display()
+    );
+    Ok(())
+}
+
+fn copy(from: &Path, to: &Path) -> Result<()> {
+    std::fs::copy(from, to).with_context(|| format!("cannot copy {} to {}", from.display(), to.display()))?;
+    Ok(())
+}
+
+/// `[workspace.package] version` from Cargo.toml.
+pub fn workspace_version() -> Result<String> {
+    let text = std::fs::read_to_string("Cargo.toml")?;
+    let doc: toml::Table = text.parse().context("Cargo.toml is not valid TOML")?;
+    doc.get("workspace")
+        .and_then(|w| w.get("package"))
+        .and_then(|p| p.get("version"))
+        .and_then(|v| v.as_str())
+        .map(str::to_string)
+        .context("no [workspace.package] version in Cargo.toml")
+}
