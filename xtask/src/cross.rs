@@ -136,7 +136,8 @@ fn qemu_check(t: &Target, dir: &Path) -> Result<()> {
     Ok(())
 }
 
-/// Build, then lay out usr/bin, lib/systemd/system, etc/tolomeo, etc/default in a tarball.
+/// Build, then lay out usr/bin, usr/lib/sysusers.d, lib/systemd/system, etc/tolomeo,
+/// etc/default in a tarball.
 pub fn dist(triple: &str) -> Result<()> {
     let bins = cross_build(triple, false)?;
     let version = workspace_version()?;
@@ -145,7 +146,7 @@ pub fn dist(triple: &str) -> Result<()> {
     if stage.exists() {
         std::fs::remove_dir_all(&stage)?;
     }
-    let dirs = ["usr/bin", "lib/systemd/system", "etc/tolomeo", "etc/default"];
+    let dirs = ["usr/bin", "usr/lib/sysusers.d", "lib/systemd/system", "etc/tolomeo", "etc/default"];
     for d in dirs {
         std::fs::create_dir_all(stage.join(d))?;
     }
