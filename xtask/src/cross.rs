@@ -146,7 +146,13 @@ pub fn dist(triple: &str) -> Result<()> {
     if stage.exists() {
         std::fs::remove_dir_all(&stage)?;
     }
-    let dirs = ["usr/bin", "usr/lib/sysusers.d", "lib/systemd/system", "etc/tolomeo", "etc/default"];
+    let dirs = [
+        "usr/bin",
+        "usr/lib/sysusers.d",
+        "lib/systemd/system",
+        "etc/tolomeo",
+        "etc/default",
+    ];
     for d in dirs {
         std::fs::create_dir_all(stage.join(d))?;
     }

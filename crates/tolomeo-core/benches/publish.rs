@@ -74,14 +74,18 @@ async fn bench() {
         // The transport alone: the same pre-encoded packs, confirmed in batches of 16.
         let t0 = Instant::now();
         for batch in packs.chunks(16) {
-            link.publish_confirmed("events.data", batch).await.expect("publish_confirmed");
+            link.publish_confirmed("events.data", batch)
+                .await
+                .expect("publish_confirmed");
         }
         transport_rates.push(RECORDS as f64 / t0.elapsed().as_secs_f64());
 
         // The service's whole path: encode from records + publish, confirmed per 16 packs.
         let t0 = Instant::now();
         for batch in records.chunks(16 * limits.max_records) {
-            link.publish_records("events.data", BN, false, batch, limits).await.expect("publish_records");
+            link.publish_records("events.data", BN, false, batch, limits)
+                .await
+                .expect("publish_records");
         }
         full_rates.push(RECORDS as f64 / t0.elapsed().as_secs_f64());
     }
