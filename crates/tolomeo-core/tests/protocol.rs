@@ -394,9 +394,10 @@ async fn nan_and_undeclared_readings_are_dropped_and_counted() {
     assert!(log.contains("NaN"), "{log}");
 }
 
-/// Broker stopped for several poll periods, then restarted: every record collected meanwhile
-/// arrives, in order. A JetStream stream on the server captures events.data, so the check does
-/// not depend on when a subscriber reconnects.
+/// Broker stopped for a minute while the service publishes at 10 Hz, then restarted: every
+/// record collected meanwhile arrives, in order, and nothing twice beyond the documented window
+/// (one batch in flight when the connection drops). A JetStream stream on the server captures
+/// events.data, so the check does not depend on when a subscriber reconnects.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn broker_outage_loses_nothing_and_keeps_order() {
     let mut nats = NatsServer::start_jetstream();
@@ -404,7 +405,7 @@ async fn broker_outage_loses_nothing_and_keeps_order() {
     let (mut svc, _c) = start(&nats, "[service]\npoll_time_ms = 100\n").await;
     tokio::time::sleep(Duration::from_millis(700)).await;
     nats.stop();
-    tokio::time::sleep(Duration::from_millis(2500)).await; // about 25 polls collected offline
+    tokio::time::sleep(Duration::from_secs(60)).await; // about 600 polls collected offline
     nats.restart();
     // Wait until the service has reconnected and delivered, then stop it cleanly.
     let client = nats.client().await;
@@ -418,7 +419,7 @@ async fn broker_outage_loses_nothing_and_keeps_order() {
         {
             let pack: Value = serde_json::from_slice(&m.payload).unwrap();
             let st: Value = serde_json::from_str(pack[0]["vs"].as_str().unwrap()).unwrap();
-            if st["buffered_records"] == 0 && st["published_records"].as_u64().unwrap() > 40 {
+            if st["buffered_records"] == 0 && st["published_records"].as_u64().unwrap() > 1200 {
                 break;
             }
         }
@@ -451,12 +452,6 @@ async fn broker_outage_loses_nothing_and_keeps_order() {
         repeats <= 2 * 16 * 1000,
         "duplicates stay within one confirmation window: {repeats}"
     );
-    let mut times: Vec<f64> = Vec::new();
-    for p in &packs {
-        for r in records(p) {
-            times.push(r["t"].as_f64().unwrap());
-        }
-    }
     let first_seen: Vec<u64> = {
         let mut seen = std::collections::HashSet::new();
         counts.iter().copied().filter(|c| seen.insert(*c)).collect()
