@@ -2,7 +2,7 @@
 //! a private nats-server; an independent subscriber checks every subject and rule.
 
 use std::path::PathBuf;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use serde_json::{Value, json};
 use tolomeo_testkit::{NatsServer, Recorder, ServiceProcess, call, request, target_binary};
@@ -409,26 +409,15 @@ async fn broker_outage_loses_nothing_and_keeps_order() {
     nats.restart();
     // Wait until the service has reconnected and delivered, then stop it cleanly.
     let client = nats.client().await;
-    let deadline = Instant::now() + Duration::from_secs(15);
-    loop {
-        if let Ok(Ok(m)) = tokio::time::timeout(
-            Duration::from_millis(500),
-            client.request("commands.temp-example.req", r#"[{"n":"GetStatus"}]"#.into()),
-        )
-        .await
-        {
-            let pack: Value = serde_json::from_slice(&m.payload).unwrap();
-            let st: Value = serde_json::from_str(pack[0]["vs"].as_str().unwrap()).unwrap();
-            if st["buffered_records"] == 0 && st["published_records"].as_u64().unwrap() > 1200 {
-                break;
-            }
-        }
-        assert!(
-            Instant::now() < deadline,
-            "no delivery after the restart; log:\n{}",
-            svc.log()
-        );
-    }
+    tolomeo_testkit::wait_status(
+        &client,
+        SERVICE,
+        &svc,
+        "delivery after the restart",
+        Duration::from_secs(15),
+        |st| st["buffered_records"] == 0 && st["published_records"].as_u64().unwrap_or(0) > 1200,
+    )
+    .await;
     assert_eq!(svc.terminate(Duration::from_secs(10)), Some(0));
     let packs: Vec<Value> = nats
         .captured("DATA")
@@ -509,27 +498,15 @@ async fn starts_without_a_broker_and_delivers_when_it_appears() {
     let client = nats.client().await;
     // About 15 polls (2 records each) were collected before the broker existed; the counters
     // only count what the broker confirmed.
-    let deadline = Instant::now() + Duration::from_secs(15);
-    loop {
-        if let Ok(Ok(m)) = tokio::time::timeout(
-            Duration::from_millis(500),
-            client.request("commands.temp-example.req", r#"[{"n":"GetStatus"}]"#.into()),
-        )
-        .await
-        {
-            let pack: Value = serde_json::from_slice(&m.payload).unwrap();
-            let st: Value = serde_json::from_str(pack[0]["vs"].as_str().unwrap()).unwrap();
-            if st["published_records"].as_u64().unwrap() >= 28 {
-                assert_eq!(st["dropped_records"], 0, "{st}");
-                break;
-            }
-        }
-        assert!(
-            Instant::now() < deadline,
-            "records from before the broker were not delivered; log:\n{}",
-            svc.log()
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    let st = tolomeo_testkit::wait_status(
+        &client,
+        SERVICE,
+        &svc,
+        "records from before the broker",
+        Duration::from_secs(15),
+        |st| st["published_records"].as_u64().unwrap_or(0) >= 28,
+    )
+    .await;
+    assert_eq!(st["dropped_records"], 0, "{st}");
     assert_eq!(svc.terminate(Duration::from_secs(10)), Some(0), "{}", svc.log());
 }

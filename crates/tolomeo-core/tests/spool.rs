@@ -2,7 +2,7 @@
 //! (Truncation at every byte offset of the last entry is covered by the spool's unit tests.)
 
 use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use serde_json::Value;
 use tolomeo_testkit::{NatsServer, ServiceProcess, free_port, target_binary};
@@ -60,23 +60,15 @@ fn samples_before(packs: &[bytes::Bytes], before: f64) -> Vec<u64> {
 /// Wait until the service has delivered everything it holds.
 async fn drained(nats: &NatsServer, svc: &ServiceProcess) {
     let client = nats.client().await;
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
-        if let Ok(Ok(m)) = tokio::time::timeout(
-            Duration::from_millis(500),
-            client.request("commands.temp-example.req", r#"[{"n":"GetStatus"}]"#.into()),
-        )
-        .await
-        {
-            let pack: Value = serde_json::from_slice(&m.payload).unwrap();
-            let st: Value = serde_json::from_str(pack[0]["vs"].as_str().unwrap()).unwrap();
-            if st["buffered_records"] == 0 && st["published_records"].as_u64().unwrap() > 10 {
-                return;
-            }
-        }
-        assert!(Instant::now() < deadline, "not drained; log:\n{}", svc.log());
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    tolomeo_testkit::wait_status(
+        &client,
+        "temp-example",
+        svc,
+        "delivery of the spool",
+        Duration::from_secs(20),
+        |st| st["buffered_records"] == 0 && st["published_records"].as_u64().unwrap_or(0) > 10,
+    )
+    .await;
 }
 
 fn contiguous_from_one(mut v: Vec<u64>) -> Option<u64> {

@@ -380,6 +380,41 @@ pub async fn wait_ready(client: &async_nats::Client, service: &str, svc: &Servic
     }
 }
 
+/// Ask `service` for `GetStatus` until `cond` holds on its result (up to `timeout`); returns that
+/// status, or panics with `what` and the service's log.
+pub async fn wait_status(
+    client: &async_nats::Client,
+    service: &str,
+    svc: &ServiceProcess,
+    what: &str,
+    timeout: Duration,
+    cond: impl Fn(&serde_json::Value) -> bool,
+) -> serde_json::Value {
+    let deadline = Instant::now() + timeout;
+    loop {
+        let req = client.request(
+            format!("commands.{service}.req"),
+            Bytes::from_static(br#"[{"n":"GetStatus"}]"#),
+        );
+        if let Ok(Ok(m)) = tokio::time::timeout(Duration::from_millis(500), req).await {
+            let status = serde_json::from_slice::<serde_json::Value>(&m.payload)
+                .ok()
+                .and_then(|pack| pack[0]["vs"].as_str().and_then(|vs| serde_json::from_str(vs).ok()));
+            if let Some(st) = status
+                && cond(&st)
+            {
+                return st;
+            }
+        }
+        assert!(
+            Instant::now() < deadline,
+            "timed out waiting for {what}; log:\n{}",
+            svc.log()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
 /// Send a SenML command request to `commands.<service>.req` and return the parsed response pack.
 pub async fn request(client: &async_nats::Client, service: &str, payload: impl Into<Bytes>) -> serde_json::Value {
     let subject = format!("commands.{service}.req");
