@@ -196,6 +196,9 @@ pub fn run(duration: Option<u64>) -> Result<()> {
     println!(
         "\n== The simulated boiler (Modbus TCP on 127.0.0.1:{sim_port}) and the engine recording are the project's own simulations."
     );
+    println!(
+        "== can-engine publishes each frame's time from the recording (made in 2023), so tlm shows those values as days old."
+    );
     println!("== Live services (tlm services):\n");
     let _ = Command::new(bin("tlm"))
         .args(["-s", &url, "services", "--wait", "6"])
