@@ -6,7 +6,6 @@
 //!   nats-server for `--duration` seconds; resident memory (VmRSS, sampled every second) and
 //!   CPU time (utime + stime from /proc/<pid>/stat) over the measured window.
 
-use std::net::TcpListener;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -80,8 +79,8 @@ pub fn run(which: &str, duration: u64) -> Result<()> {
 }
 
 fn footprint(duration: u64) -> Result<()> {
-    let port = TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
-    let mut nats = Command::new("nats-server")
+    let port = crate::demo::free_port()?;
+    let mut nats = Command::new(crate::demo::nats_server()?)
         .args(["-a", "127.0.0.1", "-p", &port.to_string()])
         .stdout(Stdio::null())
         .stderr(Stdio::null())
@@ -183,7 +182,7 @@ fn measure(child: &mut Child, duration: Duration) -> Result<Footprint> {
 }
 
 /// A `kB` field of /proc/<pid>/status (VmRSS, RssAnon, RssFile).
-fn status_kib(pid: u32, field: &str) -> Result<u64> {
+pub(crate) fn status_kib(pid: u32, field: &str) -> Result<u64> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
     kib_field(&status, field).with_context(|| format!("no {field} in /proc/{pid}/status"))
 }

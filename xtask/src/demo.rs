@@ -339,12 +339,12 @@ fn log_file(dir: &Path, name: &str) -> Result<std::fs::File> {
     Ok(std::fs::File::create(dir.join(format!("{name}.log")))?)
 }
 
-fn free_port() -> Result<u16> {
+pub(crate) fn free_port() -> Result<u16> {
     Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
 }
 
 /// Debian's nats-server: found, installed when we can, or the exact command to install it.
-fn nats_server() -> Result<PathBuf> {
+pub(crate) fn nats_server() -> Result<PathBuf> {
     let find = || {
         [
             "/usr/sbin/nats-server",

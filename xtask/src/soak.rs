@@ -41,7 +41,8 @@ pub fn run(minutes: u64, release: bool, sample_s: u64, max_growth_kib: u64) -> R
     while started.elapsed() < total {
         let mut row = format!("{:>6.1}  ", started.elapsed().as_secs_f64() / 60.0);
         for (name, pid) in &services {
-            let kib = vm_rss(*pid).with_context(|| format!("{name} is gone; see {}", work.display()))?;
+            let kib = crate::bench::status_kib(*pid, "VmRSS:")
+                .with_context(|| format!("{name} is gone; see {}", work.display()))?;
             samples.entry(name.clone()).or_default().push(kib);
             row.push_str(&format!("{:>12} KiB", kib));
         }
@@ -79,15 +80,6 @@ pub fn run(minutes: u64, release: bool, sample_s: u64, max_growth_kib: u64) -> R
     }
     println!("soak: {minutes} min, memory flat within {max_growth_kib} KiB, nothing dropped");
     Ok(())
-}
-
-fn vm_rss(pid: u32) -> Result<u64> {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        .context("no VmRSS")
 }
 
 /// A number field of a compact JSON object (`"key":123`); 0 when absent.
