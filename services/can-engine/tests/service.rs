@@ -47,17 +47,6 @@ fn expected_means(log: &Path) -> Vec<(f64, f64)> {
 }
 
 /// Wait until the service answers commands (it subscribes shortly after it starts).
-async fn wait_ready(client: &async_nats::Client) {
-    let body = r#"[{"n":"Ping"}]"#;
-    for _ in 0..200 {
-        if client.request("commands.can-engine.req", body.into()).await.is_ok() {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    panic!("the service never answered Ping");
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn replays_the_recording_and_publishes_window_means() {
     let nats = NatsServer::start();
@@ -106,7 +95,7 @@ async fn replays_the_recording_and_publishes_window_means() {
         "{speed:?}"
     );
 
-    wait_ready(&client).await;
+    tolomeo_testkit::wait_ready(&client, "can-engine", &svc).await;
     // The replay ended: no frames for longer than stale_after, but the service is not failed.
     tokio::time::sleep(Duration::from_millis(600)).await;
     let st = call(&client, "can-engine", "GetStatus", serde_json::json!({})).await;
@@ -142,7 +131,7 @@ async fn missing_interface_stops_the_heartbeat_and_says_why() {
     let beats = Recorder::start(&client, "heartbeat.can-engine.service").await;
     let cfg = write_config("iface.toml", "interface = \"tlmnocan0\"");
     let mut svc = ServiceProcess::start(Path::new(BIN), &["--config", cfg.to_str().unwrap()], "SN1", &nats.url());
-    wait_ready(&client).await;
+    tolomeo_testkit::wait_ready(&client, "can-engine", &svc).await;
     tokio::time::sleep(Duration::from_millis(800)).await;
     let st = call(&client, "can-engine", "GetStatus", serde_json::json!({})).await;
     assert_eq!(st["healthy"], false, "{st}");
@@ -167,7 +156,7 @@ async fn a_source_that_appears_later_is_read_without_a_restart() {
         &format!("replay = {:?}\nreplay_speed = \"max\"", log.display().to_string()),
     );
     let mut svc = ServiceProcess::start(Path::new(BIN), &["--config", cfg.to_str().unwrap()], "SN1", &nats.url());
-    wait_ready(&client).await;
+    tolomeo_testkit::wait_ready(&client, "can-engine", &svc).await;
     tokio::time::sleep(Duration::from_millis(300)).await;
     let st = call(&client, "can-engine", "GetStatus", serde_json::json!({})).await;
     assert_eq!(st["healthy"], false, "{st}");
