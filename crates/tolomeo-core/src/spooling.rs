@@ -208,4 +208,31 @@ mod tests {
         assert_eq!(decode(b"[[1,2,3]]"), None);
         assert_eq!(decode(b"garbage"), None);
     }
+
+    /// The cost of spooling on the poll path: `cargo test --release -p tolomeo-core --lib
+    /// spool_encode_rate -- --ignored --nocapture`.
+    #[test]
+    #[ignore = "benchmark"]
+    fn spool_encode_rate() {
+        let batch: Vec<Pending> = (0..10_000)
+            .map(|i| {
+                pending(
+                    "engine:rpm",
+                    Value::Number(800.0 + f64::from(i) * 0.125),
+                    1.7e9 + f64::from(i) * 0.01,
+                )
+            })
+            .collect();
+        let t0 = std::time::Instant::now();
+        let mut bytes = 0;
+        for _ in 0..50 {
+            bytes += encode(std::hint::black_box(&batch)).len();
+        }
+        let secs = t0.elapsed().as_secs_f64();
+        println!(
+            "spool encode: {:.2} M records/s, {:.1} bytes/record",
+            500_000.0 / secs / 1e6,
+            bytes as f64 / 500_000.0
+        );
+    }
 }
