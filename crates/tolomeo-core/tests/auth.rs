@@ -127,6 +127,149 @@ async fn nkey_seed_file() {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
+/// Base64url without padding, as JWTs use it.
+fn b64url(bytes: &[u8]) -> String {
+    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+    let mut out = String::new();
+    for chunk in bytes.chunks(3) {
+        let n = chunk
+            .iter()
+            .enumerate()
+            .fold(0u32, |n, (i, &b)| n | u32::from(b) << (16 - 8 * i));
+        for i in 0..=chunk.len() {
+            out.push(char::from(ALPHABET[(n >> (18 - 6 * i) & 63) as usize]));
+        }
+    }
+    out
+}
+
+/// A NATS (v2) JWT about `subject`, signed by `issuer`; `nats` is its `"nats"` claim.
+fn nats_jwt(issuer: &nkeys::KeyPair, subject: &str, name: &str, nats: serde_json::Value) -> String {
+    let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap();
+    let claims = serde_json::json!({
+        // nsc puts a hash of the claims here; the server does not check it.
+        "jti": format!("TLM{}{}", now.as_nanos(), name.to_uppercase()),
+        "iat": now.as_secs(),
+        "iss": issuer.public_key(),
+        "name": name,
+        "sub": subject,
+        "nats": nats,
+    });
+    let header = b64url(br#"{"typ":"JWT","alg":"ed25519-nkey"}"#);
+    let body = format!("{header}.{}", b64url(claims.to_string().as_bytes()));
+    let signature = issuer.sign(body.as_bytes()).unwrap();
+    format!("{body}.{}", b64url(&signature))
+}
+
+/// A credentials file's text exactly as `nsc generate creds` writes it.
+fn creds(jwt: &str, seed: &str) -> String {
+    format!(
+        "-----BEGIN NATS USER JWT-----\n{jwt}\n------END NATS USER JWT------\n\n\
+         ************************* IMPORTANT *************************\n\
+         NKEY Seed printed below can be used to sign and prove identity.\n\
+         NKEYs are sensitive and should be treated as secrets.\n\n\
+         -----BEGIN USER NKEY SEED-----\n{seed}\n------END USER NKEY SEED------\n\n\
+         *************************************************************\n"
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn creds_file() {
+    // The header every nsc-made JWT starts with: the encoder agrees.
+    assert_eq!(
+        b64url(br#"{"typ":"JWT","alg":"ed25519-nkey"}"#),
+        "eyJ0eXAiOiJKV1QiLCJhbGciOiJlZDI1NTE5LW5rZXkifQ"
+    );
+    let dir = temp_dir("creds");
+    let operator = nkeys::KeyPair::new_operator();
+    let account = nkeys::KeyPair::new_account();
+    let (service, test) = (nkeys::KeyPair::new_user(), nkeys::KeyPair::new_user());
+    let operator_jwt = nats_jwt(
+        &operator,
+        &operator.public_key(),
+        "tlm-operator",
+        serde_json::json!({"type": "operator", "version": 2}),
+    );
+    let unlimited = serde_json::json!({
+        "subs": -1, "data": -1, "payload": -1, "imports": -1, "exports": -1, "wildcards": true, "conn": -1, "leaf": -1
+    });
+    let account_jwt = nats_jwt(
+        &operator,
+        &account.public_key(),
+        "tlm-account",
+        serde_json::json!({"type": "account", "version": 2, "limits": unlimited}),
+    );
+    let user_claims = serde_json::json!({
+        "type": "user", "version": 2, "pub": {}, "sub": {}, "subs": -1, "data": -1, "payload": -1
+    });
+    let user_jwt = |user: &nkeys::KeyPair, name| nats_jwt(&account, &user.public_key(), name, user_claims.clone());
+    let (service_jwt, test_jwt) = (user_jwt(&service, "service"), user_jwt(&test, "test"));
+
+    // Operator mode: only users of the preloaded account, proving their key, get in.
+    let conf = dir.join("server.conf");
+    std::fs::write(
+        &conf,
+        format!(
+            "operator: {operator_jwt}\nresolver: MEMORY\nresolver_preload: {{\n  {}: {account_jwt}\n}}\n",
+            account.public_key()
+        ),
+    )
+    .unwrap();
+    let nats = NatsServer::start_with(&["-c", conf.to_str().unwrap()]);
+    let e = async_nats::connect(nats.url())
+        .await
+        .expect_err("anonymous client refused");
+    assert_eq!(e.kind(), async_nats::ConnectErrorKind::AuthorizationViolation, "{e}");
+    // The service's JWT with another user's seed: the nonce's signature does not match.
+    let wrong = creds(&service_jwt, &test.seed().unwrap());
+    let e = async_nats::ConnectOptions::with_credentials(&wrong)
+        .unwrap()
+        .connect(nats.url())
+        .await
+        .expect_err("mismatched credentials refused");
+    assert_eq!(e.kind(), async_nats::ConnectErrorKind::AuthorizationViolation, "{e}");
+
+    let client = async_nats::ConnectOptions::with_credentials(&creds(&test_jwt, &test.seed().unwrap()))
+        .unwrap()
+        .connect(nats.url())
+        .await
+        .unwrap();
+    let creds_file = dir.join("service.creds");
+    private_file(&creds_file, &creds(&service_jwt, &service.seed().unwrap()));
+    telemetry_flows(
+        &dir,
+        &nats.url(),
+        &format!("creds_file = {:?}\n", creds_file.display().to_string()),
+        client.clone(),
+    )
+    .await;
+
+    // Mismatched credentials: the service keeps running and retrying, and publishes nothing.
+    let wrong_file = dir.join("wrong.creds");
+    private_file(&wrong_file, &wrong);
+    let cfg = dir.join("wrong.toml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "[service]\npoll_time_ms = 100\n[nats]\ncreds_file = {:?}\n",
+            wrong_file.display().to_string()
+        ),
+    )
+    .unwrap();
+    let data = Recorder::start(&client, "events.data").await;
+    let mut svc = ServiceProcess::start(
+        &target_binary("examples/temp_service"),
+        &["--config", cfg.to_str().unwrap()],
+        "SNAUTH3",
+        &nats.url(),
+    );
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert!(svc.is_running(), "still running; log:\n{}", svc.log());
+    assert!(data.is_empty(), "log:\n{}", svc.log());
+    assert!(svc.log().contains("authorization violation"), "{}", svc.log());
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
 fn openssl(dir: &Path, args: &[&str]) {
     let out = Command::new("openssl")
         .current_dir(dir)
