@@ -146,7 +146,7 @@ impl ProcessCounter {
         if unsafe { libc::lseek(raw, 0, libc::SEEK_SET) } < 0 {
             return Err(io::Error::last_os_error());
         }
-        self.buf.resize(32 * 1024, 0);
+        self.buf.resize(8 * 1024, 0);
         let mut n = 0;
         loop {
             // SAFETY: the buffer is valid for writes of its length; the kernel writes at most that.
