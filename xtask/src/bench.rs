@@ -20,15 +20,19 @@ struct Target {
     binary: &'static str,
     args: &'static [&'static str],
     beside: &'static [&'static str],
+    /// A TCP port on 127.0.0.1 that accepts connections once `beside` is ready.
+    ready_port: Option<u16>,
 }
 
 const TARGETS: &[Target] = &[
     Target {
         label: "temp_service example (tolomeo-core), 1 s poll",
-        build: &["build", "--release", "-p", "tolomeo-core", "--example", "temp_service"],
-        binary: "target/release/examples/temp_service",
+        // Built as a service crate of its own would build it: see `example_as_service`.
+        build: &[],
+        binary: "target/release/temp_service",
         args: &["--poll-time-ms", "1000"],
         beside: &[],
+        ready_port: None,
     },
     Target {
         label: "tlm-cpu-monitor, default groups, 1 s poll",
@@ -41,6 +45,7 @@ const TARGETS: &[Target] = &[
             "1000",
         ],
         beside: &[],
+        ready_port: None,
     },
     Target {
         label: "tlm-can-engine, 100 Hz bus (replay), 1 s poll",
@@ -48,6 +53,7 @@ const TARGETS: &[Target] = &[
         binary: "target/release/tlm-can-engine",
         args: &["--config", "services/can-engine/bench/footprint.toml"],
         beside: &[],
+        ready_port: None,
     },
     Target {
         label: "tlm-modbus-sensors, 10 TCP devices, 1 s poll",
@@ -62,6 +68,7 @@ const TARGETS: &[Target] = &[
             "--control",
             "15021",
         ],
+        ready_port: Some(15020),
     },
 ];
 
@@ -89,7 +96,11 @@ fn footprint(duration: u64) -> Result<()> {
     std::thread::sleep(Duration::from_millis(300));
     let url = format!("nats://127.0.0.1:{port}");
     for t in TARGETS {
-        sh(cargo().args(t.build))?;
+        if t.build.is_empty() {
+            example_as_service()?;
+        } else {
+            sh(cargo().args(t.build))?;
+        }
         let mut beside = match t.beside.split_first() {
             Some((cmd, args)) => Some(
                 Command::new(cmd)
@@ -101,7 +112,9 @@ fn footprint(duration: u64) -> Result<()> {
             ),
             None => None,
         };
-        std::thread::sleep(Duration::from_millis(if beside.is_some() { 1500 } else { 0 }));
+        if let Some(port) = t.ready_port {
+            wait_for_port(port, Duration::from_secs(30))?;
+        }
         let size = std::fs::metadata(t.binary).map(|m| m.len()).unwrap_or(0);
         let mut child = Command::new(t.binary)
             .args(t.args)
@@ -138,6 +151,50 @@ fn footprint(duration: u64) -> Result<()> {
     Ok(())
 }
 
+/// Build `crates/tolomeo-core/examples/temp_service.rs` as the binary of a crate that depends
+/// on tolomeo-core alone, with the workspace's release profile and lock file.
+///
+/// `cargo build --example` would also enable the features of tolomeo-core's dev-dependencies
+/// (the test kit turns on tokio's multi-threaded runtime, which links libm: 0.3 MiB more
+/// resident). A service author's own crate does not have them, and neither do the services.
+fn example_as_service() -> Result<()> {
+    let root = crate::project_root();
+    let dir = root.join("target/footprint-example");
+    std::fs::create_dir_all(&dir)?;
+    let manifest = std::fs::read_to_string(root.join("Cargo.toml"))?;
+    let profile = manifest
+        .split("\n[")
+        .find(|s| s.starts_with("profile.release]"))
+        .context("no [profile.release] in Cargo.toml")?;
+    let core = root.join("crates/tolomeo-core");
+    let toml = format!(
+        "[package]\nname = \"temp-service\"\nversion = \"0.0.0\"\nedition = \"2024\"\npublish = false\n\n\
+         [[bin]]\nname = \"temp_service\"\npath = {example:?}\n\n\
+         [dependencies]\ntolomeo-core = {{ path = {core:?} }}\n\
+         serde = {{ version = \"1\", features = [\"derive\"] }}\ntokio = {{ version = \"1\", features = [\"time\"] }}\n\n\
+         [workspace]\n\n[{profile}",
+        example = core.join("examples/temp_service.rs"),
+        core = core,
+    );
+    std::fs::write(dir.join("Cargo.toml"), toml)?;
+    std::fs::copy(root.join("Cargo.lock"), dir.join("Cargo.lock"))?;
+    sh(cargo()
+        .args(["build", "--release", "--manifest-path"])
+        .arg(dir.join("Cargo.toml"))
+        .env("CARGO_TARGET_DIR", root.join("target")))
+}
+
+fn wait_for_port(port: u16, timeout: Duration) -> Result<()> {
+    let t0 = Instant::now();
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        if t0.elapsed() > timeout {
+            bail!("nothing listens on 127.0.0.1:{port} after {timeout:?}");
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    Ok(())
+}
+
 struct Footprint {
     rss_max_kib: u64,
     rss_mean_kib: f64,
@@ -154,8 +211,7 @@ fn measure(child: &mut Child, duration: Duration) -> Result<Footprint> {
     if let Ok(Some(status)) = child.try_wait() {
         bail!("the service exited during warm-up: {status}");
     }
-    let ticks = clock_ticks()?;
-    let cpu0 = cpu_ticks(pid)?;
+    let cpu0 = cpu_ns(pid)?;
     let t0 = Instant::now();
     let (mut max, mut sum, mut n) = (0u64, 0u64, 0u64);
     let (mut anon, mut file, mut pss) = (0u64, 0u64, 0u64);
@@ -169,7 +225,7 @@ fn measure(child: &mut Child, duration: Duration) -> Result<Footprint> {
         n += 1;
         std::thread::sleep(Duration::from_secs(1));
     }
-    let cpu1 = cpu_ticks(pid)?;
+    let cpu1 = cpu_ns(pid)?;
     let secs = t0.elapsed().as_secs_f64();
     Ok(Footprint {
         rss_max_kib: max,
@@ -177,7 +233,7 @@ fn measure(child: &mut Child, duration: Duration) -> Result<Footprint> {
         anon_max_kib: anon,
         file_max_kib: file,
         pss_max_kib: pss,
-        cpu_percent: (cpu1 - cpu0) as f64 / ticks / secs * 100.0,
+        cpu_percent: cpu1.saturating_sub(cpu0) as f64 / 1e9 / secs * 100.0,
     })
 }
 
@@ -200,19 +256,21 @@ fn kib_field(text: &str, field: &str) -> Option<u64> {
 }
 
 /// utime + stime, in clock ticks (fields 14 and 15 of /proc/<pid>/stat).
-fn cpu_ticks(pid: u32) -> Result<u64> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))?;
-    let after = stat
-        .rsplit_once(')')
-        .map(|(_, r)| r)
-        .context("malformed /proc/<pid>/stat")?;
-    let fields: Vec<&str> = after.split_whitespace().collect();
-    let f = |i: usize| -> Result<u64> { Ok(fields.get(i).context("short /proc/<pid>/stat")?.parse()?) };
-    // `after` starts at field 3 (state): utime is field 14 -> index 11.
-    Ok(f(11)? + f(12)?)
-}
-
-fn clock_ticks() -> Result<f64> {
-    let out = Command::new("getconf").arg("CLK_TCK").output()?;
-    Ok(String::from_utf8_lossy(&out.stdout).trim().parse().unwrap_or(100.0))
+/// CPU time of every thread of `pid` in nanoseconds (the first field of each thread's
+/// schedstat): tick-based utime/stime would count 0.01 s steps, as much as the 0.05 % target
+/// allows in 20 s.
+fn cpu_ns(pid: u32) -> Result<u64> {
+    let mut total = 0;
+    for task in std::fs::read_dir(format!("/proc/{pid}/task"))? {
+        let path = task?.path().join("schedstat");
+        // A thread may end between the listing and the read.
+        let Ok(text) = std::fs::read_to_string(&path) else {
+            continue;
+        };
+        let ns = text.split_whitespace().next().context("empty schedstat")?;
+        total += ns
+            .parse::<u64>()
+            .with_context(|| format!("malformed {}", path.display()))?;
+    }
+    Ok(total)
 }
