@@ -97,10 +97,14 @@ pub struct MemInfo {
 pub fn parse_meminfo(text: &str) -> Option<MemInfo> {
     let (mut total, mut available) = (None, None);
     let mut m = MemInfo::default();
+    let mut found = 0;
     for line in text.lines() {
         let Some((key, rest)) = line.split_once(':') else {
             continue;
         };
+        if !matches!(key, "MemTotal" | "MemAvailable" | "SwapTotal" | "SwapFree") {
+            continue;
+        }
         let Some(kib) = rest.split_ascii_whitespace().next().and_then(|v| v.parse::<u64>().ok()) else {
             continue;
         };
@@ -109,8 +113,12 @@ pub fn parse_meminfo(text: &str) -> Option<MemInfo> {
             "MemTotal" => total = Some(bytes),
             "MemAvailable" => available = Some(bytes),
             "SwapTotal" => m.swap_total = bytes,
-            "SwapFree" => m.swap_free = bytes,
-            _ => {}
+            _ => m.swap_free = bytes,
+        }
+        // The four come in the first 16 of about 55 lines: skip the rest.
+        found += 1;
+        if found == 4 {
+            break;
         }
     }
     m.total = total?;
