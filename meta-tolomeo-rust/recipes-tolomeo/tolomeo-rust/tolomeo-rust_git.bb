@@ -29,7 +29,8 @@ CARGO_BUILD_FLAGS += "--package cpu-monitor --package can-engine --package modbu
 
 # As .cargo/config.toml does for builds outside Yocto (cargo ignores it when RUSTFLAGS is set):
 # packed relative relocations keep 260 KiB of relocation data out of every executable and out
-# of every service's resident memory. Needs glibc >= 2.36, which every supported release has.
+# of every service's resident memory. Needs glibc >= 2.36, which every supported release has;
+# a GNU ld too old to pack them for the target (2.40 on aarch64) ignores the flag with a warning.
 RUSTFLAGS:append = " -Clink-arg=-Wl,-z,pack-relative-relocs"
 
 TOLOMEO_SERVICES = "cpu-monitor can-engine modbus-sensors"
