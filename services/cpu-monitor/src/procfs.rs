@@ -95,35 +95,32 @@ pub struct MemInfo {
 
 /// Parse `/proc/meminfo`. `None` without `MemTotal` or `MemAvailable` (Linux >= 3.14 has it).
 pub fn parse_meminfo(text: &str) -> Option<MemInfo> {
-    let (mut total, mut available) = (None, None);
-    let mut m = MemInfo::default();
-    let mut found = 0;
+    let (mut total, mut available, mut swap_total, mut swap_free) = (None, None, None, None);
     for line in text.lines() {
         let Some((key, rest)) = line.split_once(':') else {
             continue;
         };
-        if !matches!(key, "MemTotal" | "MemAvailable" | "SwapTotal" | "SwapFree") {
-            continue;
-        }
-        let Some(kib) = rest.split_ascii_whitespace().next().and_then(|v| v.parse::<u64>().ok()) else {
-            continue;
+        let field = match key {
+            "MemTotal" => &mut total,
+            "MemAvailable" => &mut available,
+            "SwapTotal" => &mut swap_total,
+            "SwapFree" => &mut swap_free,
+            _ => continue,
         };
-        let bytes = kib.saturating_mul(1024);
-        match key {
-            "MemTotal" => total = Some(bytes),
-            "MemAvailable" => available = Some(bytes),
-            "SwapTotal" => m.swap_total = bytes,
-            _ => m.swap_free = bytes,
+        if let Some(kib) = rest.split_ascii_whitespace().next().and_then(|v| v.parse::<u64>().ok()) {
+            *field = Some(kib.saturating_mul(1024));
         }
         // The four come in the first 16 of about 55 lines: skip the rest.
-        found += 1;
-        if found == 4 {
+        if total.is_some() && available.is_some() && swap_total.is_some() && swap_free.is_some() {
             break;
         }
     }
-    m.total = total?;
-    m.available = available?;
-    Some(m)
+    Some(MemInfo {
+        total: total?,
+        available: available?,
+        swap_total: swap_total.unwrap_or(0),
+        swap_free: swap_free.unwrap_or(0),
+    })
 }
 
 /// Parse `/proc/loadavg` (`0.52 0.58 0.59 1/257 12345`): the three load averages.
