@@ -162,10 +162,15 @@ fn example_as_service() -> Result<()> {
     let dir = root.join("target/footprint-example");
     std::fs::create_dir_all(&dir)?;
     let manifest = std::fs::read_to_string(root.join("Cargo.toml"))?;
-    let profile = manifest
+    // [profile.release] and its per-package overrides, as the services get them.
+    let profile: Vec<&str> = manifest
         .split("\n[")
-        .find(|s| s.starts_with("profile.release]"))
-        .context("no [profile.release] in Cargo.toml")?;
+        .filter(|s| s.starts_with("profile.release"))
+        .collect();
+    if profile.is_empty() {
+        bail!("no [profile.release] in Cargo.toml");
+    }
+    let profile = profile.join("\n[");
     let core = root.join("crates/tolomeo-core");
     let toml = format!(
         "[package]\nname = \"temp-service\"\nversion = \"0.0.0\"\nedition = \"2024\"\npublish = false\n\n\
