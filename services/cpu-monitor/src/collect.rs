@@ -258,7 +258,7 @@ impl Collector {
                 }
                 Err(e) => {
                     self.mounts
-                        .absent(&m.path, &format!("is not a mount point ({e})"), m.optional);
+                        .absent(&m.path, format_args!("is not a mount point ({e})"), m.optional);
                     continue;
                 }
             }
@@ -271,7 +271,8 @@ impl Collector {
                     out.push(Entry::sample(format!("disk:{l}:percent"), "%", percent(d.percent())));
                 }
                 Err(e) => {
-                    self.mounts.absent(&m.path, &format!("statvfs failed: {e}"), m.optional);
+                    self.mounts
+                        .absent(&m.path, format_args!("statvfs failed: {e}"), m.optional);
                 }
             }
         }
@@ -328,7 +329,7 @@ impl Collector {
                 }
                 Err(e) => {
                     failed = true;
-                    self.sensor_presence.absent(&s.label, &e.to_string(), false);
+                    self.sensor_presence.absent(&s.label, &e, false);
                 }
             }
         }

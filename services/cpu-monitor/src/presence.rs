@@ -46,8 +46,9 @@ impl Presence {
     }
 
     /// `name` is expected but missing (or unreadable) because of `why`. Logged the first time
-    /// only: as a warning, or at debug level when `quiet` (an optional mount point).
-    pub fn absent(&mut self, name: &str, why: &str, quiet: bool) -> Change {
+    /// only: as a warning, or at debug level when `quiet` (an optional mount point). `why` is
+    /// formatted only then (`format_args!`), not at every poll that finds it still missing.
+    pub fn absent(&mut self, name: &str, why: impl std::fmt::Display, quiet: bool) -> Change {
         if self.missing.contains(name) {
             return Change::Same;
         }
