@@ -52,6 +52,7 @@
 //!
 //! `examples/temp_service.rs` is the full walkthrough, with a command and a config section.
 
+pub mod alarm;
 mod buffer;
 pub mod cli;
 pub mod command;

@@ -39,6 +39,8 @@ impl<P: SensorPlugin> Poller<P> {
         let mut last = tokio::time::Instant::now();
         let mut next = last + period;
         let watchdog = notifier.watchdog_period();
+        // One wake-up per poll (tokio's timer would take two; see crate::alarm).
+        let alarm = crate::alarm::Alarm::new();
         loop {
             let pet = async {
                 match watchdog {
@@ -48,7 +50,7 @@ impl<P: SensorPlugin> Poller<P> {
             };
             tokio::select! {
                 _ = shutdown.cancelled() => return,
-                _ = tokio::time::sleep_until(next) => {}
+                _ = alarm.sleep_until(next) => {}
                 changed = poll_rx.changed() => {
                     if changed.is_ok() {
                         period = *poll_rx.borrow_and_update();

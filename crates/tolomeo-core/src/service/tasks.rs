@@ -67,13 +67,20 @@ pub(super) async fn heartbeat<P: SensorPlugin>(
     period: Duration,
     stop: CancellationToken,
 ) {
-    let mut tick = tokio::time::interval(period);
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    // At once, then every `period` (a late beat pushes the next ones back, as tokio's
+    // interval with MissedTickBehavior::Delay). One wake-up per beat: see crate::alarm.
+    let alarm = crate::alarm::Alarm::new();
+    let mut next = tokio::time::Instant::now();
     let mut was_healthy = true;
     loop {
         tokio::select! {
             _ = stop.cancelled() => return,
-            _ = tick.tick() => {}
+            _ = alarm.sleep_until(next) => {}
+        }
+        let now = tokio::time::Instant::now();
+        next = (next + period).max(now);
+        if next == now {
+            next = now + period;
         }
         let connected = ready.load(Ordering::Relaxed);
         let mut health = plugin.health();
