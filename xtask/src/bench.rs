@@ -14,11 +14,13 @@ use anyhow::{Context, Result, bail};
 use crate::{cargo, sh};
 
 /// A service to measure: how to build it, how to run it, and what it needs running beside it.
-struct Target {
+pub(crate) struct Target {
     label: &'static str,
+    /// The cargo package; empty for the example (built by `example_as_service`).
+    pub(crate) package: &'static str,
     build: &'static [&'static str],
     binary: &'static str,
-    args: &'static [&'static str],
+    pub(crate) args: &'static [&'static str],
     beside: &'static [&'static str],
     /// A TCP port on 127.0.0.1 that accepts connections once `beside` is ready.
     ready_port: Option<u16>,
@@ -27,6 +29,7 @@ struct Target {
 const TARGETS: &[Target] = &[
     Target {
         label: "temp_service example (tolomeo-core), 1 s poll",
+        package: "",
         // Built as a service crate of its own would build it: see `example_as_service`.
         build: &[],
         binary: "target/release/temp_service",
@@ -36,6 +39,7 @@ const TARGETS: &[Target] = &[
     },
     Target {
         label: "tlm-cpu-monitor, default groups, 1 s poll",
+        package: "cpu-monitor",
         build: &["build", "--release", "-p", "cpu-monitor"],
         binary: "target/release/tlm-cpu-monitor",
         args: &[
@@ -49,6 +53,7 @@ const TARGETS: &[Target] = &[
     },
     Target {
         label: "tlm-can-engine, 100 Hz bus (replay), 1 s poll",
+        package: "can-engine",
         build: &["build", "--release", "-p", "can-engine"],
         binary: "target/release/tlm-can-engine",
         args: &["--config", "services/can-engine/bench/footprint.toml"],
@@ -57,6 +62,7 @@ const TARGETS: &[Target] = &[
     },
     Target {
         label: "tlm-modbus-sensors, 10 TCP devices, 1 s poll",
+        package: "modbus-sensors",
         build: &["build", "--release", "-p", "modbus-sensors"],
         binary: "target/release/tlm-modbus-sensors",
         args: &["--config", "services/modbus-sensors/bench/footprint.toml"],
@@ -85,36 +91,59 @@ pub fn run(which: &str, duration: u64) -> Result<()> {
     }
 }
 
-fn footprint(duration: u64) -> Result<()> {
+impl Target {
+    /// The binary's file name (`tlm-cpu-monitor`).
+    pub(crate) fn binary_name(&self) -> &'static str {
+        self.binary.rsplit('/').next().unwrap_or(self.binary)
+    }
+}
+
+/// The three services (not the example).
+pub(crate) fn service_targets() -> impl Iterator<Item = &'static Target> {
+    TARGETS.iter().filter(|t| !t.package.is_empty())
+}
+
+/// A nats-server on a free port of 127.0.0.1, and its URL.
+pub(crate) fn private_nats() -> Result<(Child, String)> {
     let port = crate::demo::free_port()?;
-    let mut nats = Command::new(crate::demo::nats_server()?)
+    let nats = Command::new(crate::demo::nats_server()?)
         .args(["-a", "127.0.0.1", "-p", &port.to_string()])
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
         .context("cannot run nats-server (apt-get install nats-server)")?;
-    std::thread::sleep(Duration::from_millis(300));
-    let url = format!("nats://127.0.0.1:{port}");
+    wait_for_port(port, Duration::from_secs(10))?;
+    Ok((nats, format!("nats://127.0.0.1:{port}")))
+}
+
+/// What `t` needs running beside it (the Modbus peer), started and listening.
+pub(crate) fn start_beside(t: &Target) -> Result<Option<Child>> {
+    let beside = match t.beside.split_first() {
+        Some((cmd, args)) => Some(
+            Command::new(cmd)
+                .args(args)
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .with_context(|| format!("cannot run {}", t.beside.join(" ")))?,
+        ),
+        None => None,
+    };
+    if let Some(port) = t.ready_port {
+        wait_for_port(port, Duration::from_secs(30))?;
+    }
+    Ok(beside)
+}
+
+fn footprint(duration: u64) -> Result<()> {
+    let (mut nats, url) = private_nats()?;
     for t in TARGETS {
         if t.build.is_empty() {
             example_as_service()?;
         } else {
             sh(cargo().args(t.build))?;
         }
-        let mut beside = match t.beside.split_first() {
-            Some((cmd, args)) => Some(
-                Command::new(cmd)
-                    .args(args)
-                    .stdout(Stdio::null())
-                    .stderr(Stdio::null())
-                    .spawn()
-                    .with_context(|| format!("cannot run {}", t.beside.join(" ")))?,
-            ),
-            None => None,
-        };
-        if let Some(port) = t.ready_port {
-            wait_for_port(port, Duration::from_secs(30))?;
-        }
+        let mut beside = start_beside(t)?;
         let size = std::fs::metadata(t.binary).map(|m| m.len()).unwrap_or(0);
         let mut child = Command::new(t.binary)
             .args(t.args)
@@ -152,7 +181,8 @@ fn footprint(duration: u64) -> Result<()> {
 }
 
 /// Build `crates/tolomeo-core/examples/temp_service.rs` as the binary of a crate that depends
-/// on tolomeo-core alone, with the workspace's release profile and lock file.
+/// on tolomeo-core alone (and tolomeo-build, for its build script), with the workspace's
+/// release profile and lock file.
 ///
 /// `cargo build --example` would also enable the features of tolomeo-core's dev-dependencies
 /// (the test kit turns on tokio's multi-threaded runtime, which links libm: 0.3 MiB more
@@ -177,11 +207,15 @@ fn example_as_service() -> Result<()> {
          [[bin]]\nname = \"temp_service\"\npath = {example:?}\n\n\
          [dependencies]\ntolomeo-core = {{ path = {core:?} }}\n\
          serde = {{ version = \"1\", features = [\"derive\"] }}\ntokio = {{ version = \"1\", features = [\"time\"] }}\n\n\
+         [build-dependencies]\ntolomeo-build = {{ path = {build:?} }}\n\n\
          [workspace]\n\n[{profile}",
         example = core.join("examples/temp_service.rs"),
         core = core,
+        build = root.join("crates/tolomeo-build"),
     );
     std::fs::write(dir.join("Cargo.toml"), toml)?;
+    // As the crate documentation of tolomeo-build tells a service author to.
+    std::fs::write(dir.join("build.rs"), "fn main() {\n    tolomeo_build::hot_text();\n}\n")?;
     std::fs::copy(root.join("Cargo.lock"), dir.join("Cargo.lock"))?;
     sh(cargo()
         .args(["build", "--release", "--manifest-path"])
