@@ -14,10 +14,34 @@
 
 use std::io;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::sync::OnceLock;
+use std::time::Duration;
 
 use tokio::io::Interest;
 use tokio::io::unix::AsyncFd;
 use tokio::time::Instant;
+
+/// The first point after `t` of the grid of `period` that every loop of the process shares
+/// (multiples of `period` since the process first asked). Loops whose periods divide one
+/// another then wake together: a heartbeat every 5 s falls on every fifth poll at 1 s, and
+/// both are handled in one wake-up.
+pub fn next_tick(t: Instant, period: Duration) -> Instant {
+    static EPOCH: OnceLock<Instant> = OnceLock::new();
+    let epoch = *EPOCH.get_or_init(Instant::now);
+    let period_ns = period.as_nanos().max(1);
+    // Beyond u64 nanoseconds (584 years) there is no grid to keep.
+    let nanos = |n: u128| u64::try_from(n).ok().map(Duration::from_nanos);
+    let tick = if t >= epoch {
+        let ticks = (t - epoch).as_nanos() / period_ns + 1;
+        nanos(ticks.saturating_mul(period_ns)).map(|d| epoch + d)
+    } else {
+        // Before the epoch (a time taken just before the first call): the grid runs back too.
+        let back = (epoch - t).as_nanos();
+        let ticks = back.div_ceil(period_ns) - 1;
+        nanos(ticks * period_ns).map(|d| epoch - d)
+    };
+    tick.unwrap_or(t + period)
+}
 
 /// A one-shot timer on a timerfd (tokio's sleep where there is none). One per loop.
 #[derive(Debug)]
@@ -66,7 +90,12 @@ impl Alarm {
             // The expiration count. WouldBlock (readiness left from an earlier arming, which
             // setting the timer again cleared): try_io clears the readiness, wait again.
             match ready.try_io(|fd| read_expirations(fd.get_ref())) {
-                Ok(Ok(_)) => return,
+                Ok(Ok(_)) => {
+                    // Read, so not readable until it expires again: saves the next sleep a
+                    // read that would only find nothing.
+                    ready.clear_ready();
+                    return;
+                }
                 Ok(Err(_)) => return tokio::time::sleep_until(deadline).await,
                 Err(_would_block) => {}
             }
@@ -92,7 +121,7 @@ fn timerfd() -> io::Result<OwnedFd> {
 
 /// Set the timer to expire once, `after` from now (CLOCK_MONOTONIC, as tokio's Instant).
 /// Setting it again replaces the previous setting and clears a pending expiration.
-fn arm(fd: &OwnedFd, after: std::time::Duration) -> io::Result<()> {
+fn arm(fd: &OwnedFd, after: Duration) -> io::Result<()> {
     let spec = libc::itimerspec {
         it_interval: libc::timespec { tv_sec: 0, tv_nsec: 0 },
         it_value: libc::timespec {
@@ -121,9 +150,27 @@ fn read_expirations(fd: &OwnedFd) -> io::Result<u64> {
 
 #[cfg(test)]
 mod tests {
-    use std::time::Duration;
-
     use super::*;
+
+    #[test]
+    fn ticks_of_periods_that_divide_one_another_coincide() {
+        let t = Instant::now();
+        let (poll, beat) = (Duration::from_millis(1000), Duration::from_millis(5000));
+        let b = next_tick(t, beat);
+        assert!(b > t && b <= t + beat, "{:?}", b - t);
+        // The poll tick just before the beat's, and the one after it, is the beat's.
+        assert_eq!(next_tick(b - Duration::from_millis(1), poll), b);
+        // Strictly after: a tick handed back in gives the next one.
+        assert_eq!(next_tick(b, poll), b + poll);
+        assert_eq!(next_tick(b, beat), b + beat);
+        // 200 ms ticks land on the 1 s ones too.
+        let p = next_tick(b + Duration::from_millis(900), Duration::from_millis(200));
+        assert_eq!(p, b + poll);
+        // Before the epoch the grid runs back: still the first tick after `t`.
+        if let Some(early) = b.checked_sub(Duration::from_millis(10_300)) {
+            assert_eq!(next_tick(early, poll), b - Duration::from_secs(10));
+        }
+    }
 
     #[tokio::test]
     async fn it_wakes_at_the_deadline_and_not_before() {

@@ -37,7 +37,9 @@ impl<P: SensorPlugin> Poller<P> {
     ) {
         let mut period = *poll_rx.borrow_and_update();
         let mut last = tokio::time::Instant::now();
-        let mut next = last + period;
+        // Polls fall on the process's grid (see alarm::next_tick), where the heartbeat's fall
+        // too. A new period applies at least one new period after the last poll.
+        let mut next = crate::alarm::next_tick(last, period);
         let watchdog = notifier.watchdog_period();
         // One wake-up per poll (tokio's timer would take two; see crate::alarm).
         let alarm = crate::alarm::Alarm::new();
@@ -54,7 +56,8 @@ impl<P: SensorPlugin> Poller<P> {
                 changed = poll_rx.changed() => {
                     if changed.is_ok() {
                         period = *poll_rx.borrow_and_update();
-                        next = (last + period).max(tokio::time::Instant::now());
+                        let earliest = (last + period).max(tokio::time::Instant::now());
+                        next = crate::alarm::next_tick(earliest - Duration::from_nanos(1), period);
                     }
                     continue;
                 }
@@ -64,7 +67,8 @@ impl<P: SensorPlugin> Poller<P> {
                 }
             }
             last = tokio::time::Instant::now();
-            next = last + period;
+            // The next tick after this one; after a poll that overran, the first one to come.
+            next = crate::alarm::next_tick(last, period);
             self.collect(true).await;
             notifier.notify("WATCHDOG=1");
         }

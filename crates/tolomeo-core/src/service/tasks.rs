@@ -67,8 +67,8 @@ pub(super) async fn heartbeat<P: SensorPlugin>(
     period: Duration,
     stop: CancellationToken,
 ) {
-    // At once, then every `period` (a late beat pushes the next ones back, as tokio's
-    // interval with MissedTickBehavior::Delay). One wake-up per beat: see crate::alarm.
+    // At once, then every `period` on the grid the poll loop uses (see alarm::next_tick: a
+    // beat shares a poll's wake-up); a late beat skips the ticks it missed.
     let alarm = crate::alarm::Alarm::new();
     let mut next = tokio::time::Instant::now();
     let mut was_healthy = true;
@@ -77,11 +77,7 @@ pub(super) async fn heartbeat<P: SensorPlugin>(
             _ = stop.cancelled() => return,
             _ = alarm.sleep_until(next) => {}
         }
-        let now = tokio::time::Instant::now();
-        next = (next + period).max(now);
-        if next == now {
-            next = now + period;
-        }
+        next = crate::alarm::next_tick(tokio::time::Instant::now(), period);
         let connected = ready.load(Ordering::Relaxed);
         let mut health = plugin.health();
         if !connected {
