@@ -34,6 +34,9 @@ impl CpuMonitor {
     /// Build it and read once, so that the metrics declared at start are those present now.
     pub fn new(cfg: &CpuConfig) -> Self {
         let mut collector = Collector::new(cfg.clone());
+        // With the CPU counters taken first, this read has CPU values too (over no time:
+        // only their names are used here).
+        collector.prime_cpu();
         let entries = collector.collect();
         CpuMonitor {
             collector: Mutex::new(collector),
@@ -90,7 +93,7 @@ impl SensorPlugin for CpuMonitor {
             }
             c.prime_cpu();
         }
-        tokio::time::sleep(sysinfo::MINIMUM_CPU_UPDATE_INTERVAL).await;
+        tokio::time::sleep(crate::collect::MIN_CPU_INTERVAL).await;
         self.connected.store(true, Ordering::Relaxed);
         Ok(())
     }

@@ -1,7 +1,7 @@
-//! Direct readers of procfs text files: `/proc/net/dev` (one file for every interface, where
-//! sysinfo opens several files per interface), `/proc/meminfo`, `/proc/loadavg`,
-//! `/proc/uptime` and `/proc/self/mountinfo`, kept open and read again from the start at each
-//! poll. Parsers take text so that they are tested on fixed input. The system calls std does
+//! Direct readers of procfs text files: `/proc/stat` (CPU use), `/proc/net/dev` (one file for
+//! every interface, where sysinfo opens several files per interface), `/proc/meminfo`,
+//! `/proc/loadavg`, `/proc/uptime` and `/proc/self/mountinfo`, kept open and read again from
+//! the start at each poll. Parsers take text so that they are tested on fixed input. The system calls std does
 //! not wrap are in [`crate::sys`].
 
 use std::fs::File;
@@ -92,6 +92,77 @@ fn read_all_at_start(f: &mut File, path: &str, raw: &mut Vec<u8>, buf: &mut Stri
         Err(_) => buf.push_str(&String::from_utf8_lossy(bytes)),
     }
     result
+}
+
+/// The time counters of one CPU line of `/proc/stat` (the `cpu` line for all of them, `cpuN`
+/// for one), in clock ticks.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct CpuTicks {
+    /// `None` for the `cpu` line, the kernel's CPU number for `cpuN`.
+    pub cpu: Option<u32>,
+    /// user + nice + system + idle + iowait + irq + softirq + steal. Guest time is left out:
+    /// the kernel counts it in user and nice already.
+    pub total: u64,
+    /// idle + iowait.
+    pub idle: u64,
+}
+
+impl CpuTicks {
+    /// The busy share of the time from `earlier` to `self`, in percent: everything but idle
+    /// and iowait, over all of it, as top, psutil and sysinfo compute it. 0 when no tick
+    /// passed; counters that went back (a CPU taken offline and back) count as no time.
+    pub fn busy_percent_since(&self, earlier: &CpuTicks) -> f64 {
+        let total = self.total.saturating_sub(earlier.total);
+        if total == 0 {
+            return 0.0;
+        }
+        let idle = self.idle.saturating_sub(earlier.idle).min(total);
+        (total - idle) as f64 / total as f64 * 100.0
+    }
+}
+
+/// The `cpu` and `cpuN` lines of `/proc/stat` into `out` (cleared first), in file order. Lines
+/// with fewer than the four fields of every kernel are skipped; fields a kernel does not
+/// have (iowait before 2.5.41, steal before 2.6.11) count as 0.
+pub fn parse_stat(text: &str, out: &mut Vec<CpuTicks>) {
+    out.clear();
+    for line in text.lines() {
+        let Some(rest) = line.strip_prefix("cpu") else {
+            // The cpu lines come first; nothing after them is needed.
+            if !out.is_empty() {
+                break;
+            }
+            continue;
+        };
+        let mut fields = rest.split_ascii_whitespace();
+        let cpu = match rest.starts_with(' ') {
+            true => None,
+            false => match fields.next().and_then(|n| n.parse().ok()) {
+                Some(n) => Some(n),
+                None => continue,
+            },
+        };
+        // user nice system idle iowait irq softirq steal (guest guest_nice follow).
+        let mut v = [0u64; 8];
+        let mut n = 0;
+        for (slot, field) in v.iter_mut().zip(fields) {
+            match field.parse() {
+                Ok(x) => {
+                    *slot = x;
+                    n += 1;
+                }
+                Err(_) => break,
+            }
+        }
+        if n < 4 {
+            continue;
+        }
+        out.push(CpuTicks {
+            cpu,
+            total: v.iter().fold(0u64, |a, &x| a.saturating_add(x)),
+            idle: v[3].saturating_add(v[4]),
+        });
+    }
 }
 
 /// `/proc/meminfo` values used here, in bytes (the file says `kB`, meaning KiB).
@@ -294,14 +365,21 @@ broken: 12 x
     /// meminfo line names and the interfaces do not change between the two reads.
     #[test]
     fn procfs_files_read_whole_in_one_read() {
+        // The first word of each line (`MemTotal`, `eth0`, `cpu3`, `intr`).
         let names = |text: &str| -> Vec<String> {
             text.lines()
-                .filter_map(|l| l.split(':').next())
-                .map(|s| s.trim().to_string())
+                .filter_map(|l| l.trim_start().split([':', ' ']).next())
+                .map(str::to_string)
                 .collect()
         };
         let mut buf = String::new();
-        for path in ["/proc/meminfo", "/proc/net/dev", "/proc/self/mountinfo", "/proc/uptime"] {
+        for path in [
+            "/proc/meminfo",
+            "/proc/net/dev",
+            "/proc/self/mountinfo",
+            "/proc/uptime",
+            "/proc/stat",
+        ] {
             let mut f = ProcFile::new(path);
             for _ in 0..2 {
                 f.read(&mut buf).unwrap();
@@ -314,6 +392,82 @@ broken: 12 x
                 }
             }
         }
+    }
+
+    const STAT: &str = "cpu  1000 20 300 5000 100 10 5 15 40 0
+cpu0 600 10 200 2400 50 10 5 15 40 0
+cpu2 400 10 100 2600 50 0 0 0 0 0
+intr 12345 0 0
+ctxt 999
+cpu7 1 2 3 4 5 6 7 8 9 10
+";
+
+    #[test]
+    fn stat_cpu_lines_are_parsed() {
+        let mut v = Vec::new();
+        parse_stat(STAT, &mut v);
+        // cpu: 1000+20+300+5000+100+10+5+15 (guest 40 left out); idle 5000+100.
+        assert_eq!(
+            v,
+            [
+                CpuTicks {
+                    cpu: None,
+                    total: 6450,
+                    idle: 5100
+                },
+                CpuTicks {
+                    cpu: Some(0),
+                    total: 3290,
+                    idle: 2450
+                },
+                CpuTicks {
+                    cpu: Some(2),
+                    total: 3160,
+                    idle: 2650
+                },
+            ],
+            "cpu1 is offline (absent); the cpu7 after the other lines is not read"
+        );
+        // An old kernel's four fields; a malformed line is skipped; the buffer is reused.
+        parse_stat("cpu  10 0 10 80\ncpuX 1 2 3 4\ncpu0 1 2\n", &mut v);
+        assert_eq!(
+            v,
+            [CpuTicks {
+                cpu: None,
+                total: 100,
+                idle: 80
+            }]
+        );
+    }
+
+    #[test]
+    fn busy_percent_is_the_share_not_idle() {
+        let before = CpuTicks {
+            cpu: None,
+            total: 6450,
+            idle: 5100,
+        };
+        // 200 ticks later, 120 of them idle or iowait: 80 / 200 busy.
+        let after = CpuTicks {
+            cpu: None,
+            total: 6650,
+            idle: 5220,
+        };
+        assert_eq!(after.busy_percent_since(&before), 40.0);
+        assert_eq!(before.busy_percent_since(&before), 0.0, "no tick passed");
+        assert_eq!(before.busy_percent_since(&after), 0.0, "counters went back");
+        let all_idle = CpuTicks {
+            cpu: None,
+            total: 6650,
+            idle: 5300,
+        };
+        assert_eq!(all_idle.busy_percent_since(&before), 0.0);
+        let all_busy = CpuTicks {
+            cpu: None,
+            total: 6650,
+            idle: 5100,
+        };
+        assert_eq!(all_busy.busy_percent_since(&before), 100.0);
     }
 
     #[test]
