@@ -27,8 +27,9 @@
 //! back-references, LLVM suffixes), so the list holds for every target and compiler version,
 //! and for a service crate outside this workspace, whose framework functions are the same.
 //!
-//! Set `TOLOMEO_HOT_TEXT=0` to link without it (a linker that does not take `INSERT`
-//! scripts, such as mold).
+//! gold and mold do not take `INSERT` scripts: when the rustflags choose one
+//! (`-fuse-ld=gold`), the script is left out with a warning; when the linker is chosen
+//! elsewhere (a distribution's linker wrapper), set `TOLOMEO_HOT_TEXT=0`.
 
 use std::path::PathBuf;
 
@@ -41,6 +42,12 @@ pub fn hot_text() {
     println!("cargo:rerun-if-env-changed=TOLOMEO_HOT_TEXT");
     let var = |k: &str| std::env::var(k).unwrap_or_default();
     if !applies(&var("TOLOMEO_HOT_TEXT"), &var("PROFILE"), &var("CARGO_CFG_TARGET_OS")) {
+        return;
+    }
+    if let Some(linker) = script_less_linker(&var("CARGO_ENCODED_RUSTFLAGS")) {
+        println!(
+            "cargo:warning=tolomeo-build: {linker} does not take INSERT linker scripts; linking without hot-text.ld"
+        );
         return;
     }
     let Some(out_dir) = std::env::var_os("OUT_DIR") else {
@@ -63,6 +70,15 @@ fn applies(setting: &str, profile: &str, target_os: &str) -> bool {
     setting != "0" && profile == "release" && target_os == "linux"
 }
 
+/// gold or mold, when the flags choose one (`-C link-arg=-fuse-ld=gold`): they reject the
+/// script's INSERT (gold: "syntax error, unexpected STRING").
+fn script_less_linker(encoded_rustflags: &str) -> Option<&'static str> {
+    let flags = encoded_rustflags.split('\x1f');
+    flags
+        .filter_map(|f| f.split("-fuse-ld=").nth(1))
+        .find_map(|ld| ["gold", "mold"].into_iter().find(|l| ld.starts_with(l)))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -74,6 +90,18 @@ mod tests {
         assert!(!applies("0", "release", "linux"));
         assert!(!applies("", "debug", "linux"));
         assert!(!applies("", "release", "macos"));
+    }
+
+    #[test]
+    fn gold_and_mold_are_recognised_in_the_flags() {
+        assert_eq!(script_less_linker("-Clink-arg=-fuse-ld=gold"), Some("gold"));
+        assert_eq!(
+            script_less_linker("-C\x1flink-arg=-fuse-ld=mold\x1f-Copt-level=z"),
+            Some("mold")
+        );
+        assert_eq!(script_less_linker("-Clink-arg=-Wl,-z,pack-relative-relocs"), None);
+        assert_eq!(script_less_linker("-Clink-arg=-fuse-ld=lld"), None);
+        assert_eq!(script_less_linker(""), None);
     }
 
     #[test]
