@@ -21,8 +21,8 @@
 //! `hot-text.ld` lists, as globs over section names, the functions the three services ran
 //! under callgrind (start-up, connection, polls; `cargo xtask hot-text` regenerates it). It is
 //! a linker script that only adds an output section (`INSERT BEFORE .init`), so the rest of
-//! the layout is the linker's default; GNU ld and lld both take it, and both put `.init` and
-//! `.plt`, which run too, right after it. Functions it names that a binary does not have match
+//! the layout is the linker's default; GNU ld and lld both take it, and both put `.init`,
+//! which runs too, right after it (GNU ld `.plt` as well). Functions it names that a binary does not have match
 //! nothing; functions it misses stay where they were. The globs leave out what changes between builds of the same source (crate hashes,
 //! back-references, LLVM suffixes), so the list holds for every target and compiler version,
 //! and for a service crate outside this workspace, whose framework functions are the same.
