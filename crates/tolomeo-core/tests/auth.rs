@@ -47,6 +47,24 @@ async fn telemetry_flows(dir: &Path, url: &str, nats_section: &str, client: asyn
     assert_eq!(svc.terminate(Duration::from_secs(10)), Some(0));
 }
 
+/// Run the example with `nats_section` the broker refuses: for `wait` it keeps running (and
+/// retrying) and publishes nothing. Returns its log.
+async fn refused(dir: &Path, url: &str, nats_section: &str, client: &async_nats::Client, wait: Duration) -> String {
+    let cfg = dir.join("refused.toml");
+    std::fs::write(&cfg, format!("[service]\npoll_time_ms = 100\n[nats]\n{nats_section}")).unwrap();
+    let data = Recorder::start(client, "events.data").await;
+    let mut svc = ServiceProcess::start(
+        &target_binary("examples/temp_service"),
+        &["--config", cfg.to_str().unwrap()],
+        "SNAUTH2",
+        url,
+    );
+    tokio::time::sleep(wait).await;
+    assert!(svc.is_running(), "still running; log:\n{}", svc.log());
+    assert!(data.is_empty(), "log:\n{}", svc.log());
+    svc.log()
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn user_and_password() {
     let nats = NatsServer::start_with(&["--user", "svc", "--pass", "s3cret"]);
@@ -64,22 +82,15 @@ async fn user_and_password() {
     .await;
 
     // A wrong password: the service keeps running and retrying, publishes nothing, never crashes.
-    let cfg = dir.join("wrong.toml");
-    std::fs::write(
-        &cfg,
-        "[service]\npoll_time_ms = 100\n[nats]\nuser = \"svc\"\npassword = \"nope\"\n",
-    )
-    .unwrap();
-    let data = Recorder::start(&client, "events.data").await;
-    let mut svc = ServiceProcess::start(
-        &target_binary("examples/temp_service"),
-        &["--config", cfg.to_str().unwrap()],
-        "SNAUTH2",
+    let log = refused(
+        &dir,
         &nats.url(),
-    );
-    tokio::time::sleep(Duration::from_millis(1500)).await;
-    assert!(svc.is_running(), "still running; log:\n{}", svc.log());
-    assert!(data.is_empty());
+        "user = \"svc\"\npassword = \"nope\"\n",
+        &client,
+        Duration::from_millis(1500),
+    )
+    .await;
+    assert!(log.contains("authorization violation"), "{log}");
     let _ = std::fs::remove_dir_all(&dir);
 }
 
@@ -129,18 +140,8 @@ async fn nkey_seed_file() {
 
 /// Base64url without padding, as JWTs use it.
 fn b64url(bytes: &[u8]) -> String {
-    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
-    let mut out = String::new();
-    for chunk in bytes.chunks(3) {
-        let n = chunk
-            .iter()
-            .enumerate()
-            .fold(0u32, |n, (i, &b)| n | u32::from(b) << (16 - 8 * i));
-        for i in 0..=chunk.len() {
-            out.push(char::from(ALPHABET[(n >> (18 - 6 * i) & 63) as usize]));
-        }
-    }
-    out
+    use base64::Engine;
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
 }
 
 /// A NATS (v2) JWT about `subject`, signed by `issuer`; `nats` is its `"nats"` claim.
@@ -247,26 +248,9 @@ async fn creds_file() {
     // Mismatched credentials: the service keeps running and retrying, and publishes nothing.
     let wrong_file = dir.join("wrong.creds");
     private_file(&wrong_file, &wrong);
-    let cfg = dir.join("wrong.toml");
-    std::fs::write(
-        &cfg,
-        format!(
-            "[service]\npoll_time_ms = 100\n[nats]\ncreds_file = {:?}\n",
-            wrong_file.display().to_string()
-        ),
-    )
-    .unwrap();
-    let data = Recorder::start(&client, "events.data").await;
-    let mut svc = ServiceProcess::start(
-        &target_binary("examples/temp_service"),
-        &["--config", cfg.to_str().unwrap()],
-        "SNAUTH3",
-        &nats.url(),
-    );
-    tokio::time::sleep(Duration::from_secs(3)).await;
-    assert!(svc.is_running(), "still running; log:\n{}", svc.log());
-    assert!(data.is_empty(), "log:\n{}", svc.log());
-    assert!(svc.log().contains("authorization violation"), "{}", svc.log());
+    let section = format!("creds_file = {:?}\n", wrong_file.display().to_string());
+    let log = refused(&dir, &nats.url(), &section, &client, Duration::from_secs(3)).await;
+    assert!(log.contains("authorization violation"), "{log}");
     let _ = std::fs::remove_dir_all(&dir);
 }
 
