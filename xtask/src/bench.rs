@@ -4,7 +4,7 @@
 //!   against a bare async-nats loop, side by side on one private nats-server).
 //! - `footprint`: each service built in release mode, run at a 1 s poll against a private
 //!   nats-server for `--duration` seconds; resident memory (VmRSS, sampled every second) and
-//!   CPU time (utime + stime from /proc/<pid>/stat) over the measured window.
+//!   CPU time (every thread's schedstat, in nanoseconds) over the measured window.
 
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -294,7 +294,6 @@ fn kib_field(text: &str, field: &str) -> Option<u64> {
         .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
 }
 
-/// utime + stime, in clock ticks (fields 14 and 15 of /proc/<pid>/stat).
 /// CPU time of every thread of `pid` in nanoseconds (the first field of each thread's
 /// schedstat): tick-based utime/stime would count 0.01 s steps, as much as the 0.05 % target
 /// allows in 20 s.

@@ -203,16 +203,16 @@ impl Collector {
                 [(newest, Some(_)), _] => Some(newest),
                 _ => None,
             };
-            for now in self.cpu_now.iter().filter(|_| base.is_some()) {
-                let wanted = match now.cpu {
-                    None => self.cfg.total,
-                    Some(_) => self.cfg.per_core,
-                };
-                // A CPU that just came online has no base yet: from the next poll on.
-                let Some(earlier) = base.and_then(|b| b.iter().find(|b| b.cpu == now.cpu)) else {
-                    continue;
-                };
-                if wanted {
+            if let Some(base) = base {
+                for now in &self.cpu_now {
+                    let wanted = match now.cpu {
+                        None => self.cfg.total,
+                        Some(_) => self.cfg.per_core,
+                    };
+                    // A CPU that just came online has no base yet: from the next poll on.
+                    let Some(earlier) = base.iter().find(|b| b.cpu == now.cpu).filter(|_| wanted) else {
+                        continue;
+                    };
                     let name = match now.cpu {
                         None => "cpu:total".to_string(),
                         Some(n) => format!("cpu:core{n}"),

@@ -81,8 +81,8 @@ impl SensorPlugin for CpuMonitor {
         vec![Box::new(GetSnapshot)]
     }
 
-    /// Checks that /proc is readable and takes the first CPU counters, then waits the minimum
-    /// interval, so that the first `cpu:*` value published is a real measurement.
+    /// Checks that /proc is readable, then waits the minimum CPU interval after the counters
+    /// `new` took, so that the first `cpu:*` value published is a real measurement.
     async fn connect(&self) -> Result<(), PluginError> {
         {
             let mut c = self.collector();
@@ -91,7 +91,6 @@ impl SensorPlugin for CpuMonitor {
             if !health.healthy {
                 return Err(PluginError::new(health.detail));
             }
-            c.prime_cpu();
         }
         tokio::time::sleep(crate::collect::MIN_CPU_INTERVAL).await;
         self.connected.store(true, Ordering::Relaxed);
