@@ -134,7 +134,7 @@ fn render(globs: &BTreeSet<String>, exact: &BTreeSet<String>) -> String {
     }
     // LLVM puts cold functions (`#[cold]`: a lock's slow path, a table's growth, a
     // once-only initialisation) in `.text.unlikely.<name>`.
-    for name in globs.iter().chain(exact) {
+    for name in globs.iter().filter(|g| !in_own_crates(g)).chain(exact) {
         s.push_str(&format!("    *(.text.{name} .text.unlikely.{name})\n"));
     }
     // The C start-up files and glibc's few static parts (_start, frame_dummy, pthread_atfork:
@@ -144,6 +144,22 @@ fn render(globs: &BTreeSet<String>, exact: &BTreeSet<String>) -> String {
     }
     s.push_str("  }\n}\nINSERT BEFORE .init;\n");
     s
+}
+
+/// Whether the crate lines above already take every function `glob` matches: a legacy name
+/// in one of [`OWN_CRATES`] (`_ZN12tolomeo_core...`, `_ZN83_$LT$tolomeo_core..`).
+fn in_own_crates(glob: &str) -> bool {
+    let Some(rest) = glob.strip_prefix("_ZN") else {
+        return false;
+    };
+    let path = rest.trim_start_matches(|c: char| c.is_ascii_digit());
+    OWN_CRATES.iter().any(|krate| {
+        rest.strip_prefix(&krate.len().to_string())
+            .is_some_and(|r| r.starts_with(krate))
+            || path
+                .strip_prefix("_$LT$")
+                .is_some_and(|r| r.strip_prefix(krate).is_some_and(|r| r.starts_with("..")))
+    })
 }
 
 /// Symbols a linker script can name as they are: C functions (`ring_core_0_17_aes_...`).
@@ -186,4 +202,28 @@ fn callgrind_functions(profile: &Path) -> Result<BTreeSet<String>> {
         .filter_map(|l| l.strip_prefix("fn=").or_else(|| l.strip_prefix("cfn=")))
         .map(|name| name.trim().to_string())
         .collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::in_own_crates;
+
+    #[test]
+    fn globs_the_crate_lines_take_are_left_out() {
+        assert!(in_own_crates("_ZN12tolomeo_core5alarm5Alarm11sleep_until17h*"));
+        assert!(in_own_crates(
+            "_ZN83_$LT$tolomeo_core..senml..Value$u20$as$u20$core..fmt..Debug$GT$3fmt17h*"
+        ));
+        assert!(in_own_crates("_ZN11cpu_monitor7collect9Collector7collect17h*"));
+        // Another crate, one whose name only starts like ours, a v0 name.
+        assert!(!in_own_crates("_ZN5tokio7runtime4park17h*"));
+        assert!(!in_own_crates("_ZN13tolomeo_corex3foo17h*"));
+        assert!(!in_own_crates(
+            "_ZN40_$LT$tolomeo_corex..Foo$u20$as$u20$Bar$GT$3baz17h*"
+        ));
+        assert!(!in_own_crates(
+            "_ZN60_$LT$tokio..Foo$LT$tolomeo_core..Bar$GT$$u20$as$u20$Baz$GT$4poll17h*"
+        ));
+        assert!(!in_own_crates("_RNvCs*_12tolomeo_core3foo*"));
+    }
 }
