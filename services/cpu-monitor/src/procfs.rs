@@ -1,8 +1,8 @@
 //! Direct readers of procfs text files: `/proc/stat` (CPU use), `/proc/net/dev` (one file for
 //! every interface, where sysinfo opens several files per interface), `/proc/meminfo`,
 //! `/proc/loadavg`, `/proc/uptime` and `/proc/self/mountinfo`, kept open and read again from
-//! the start at each poll. Parsers take text so that they are tested on fixed input. The system calls std does
-//! not wrap are in [`crate::sys`].
+//! the start at each poll. Parsers take text so that they are tested on fixed input. The
+//! system calls std does not wrap are in [`crate::sys`].
 
 use std::fs::File;
 use std::io;
