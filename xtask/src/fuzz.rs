@@ -57,6 +57,8 @@ pub fn run(target: Option<&str>, runs: u64) -> Result<()> {
             "cargo",
             "build",
             "--release",
+            // fuzz/Cargo.lock is committed: a run must not rewrite it.
+            "--locked",
             "--manifest-path",
             "fuzz/Cargo.toml",
             "--target",
