@@ -67,7 +67,7 @@ const TARGETS: &[Target] = &[
         binary: "target/release/tlm-modbus-sensors",
         args: &["--config", "services/modbus-sensors/bench/footprint.toml"],
         beside: &[
-            "python3",
+            "target/py-venv/bin/python3", // setup::VENV
             "services/modbus-sensors/tests/pymodbus_server.py",
             "--tcp",
             "15020",
@@ -125,7 +125,12 @@ pub(crate) fn start_beside(t: &Target) -> Result<Option<Child>> {
                 .stdout(Stdio::null())
                 .stderr(Stdio::null())
                 .spawn()
-                .with_context(|| format!("cannot run {}", t.beside.join(" ")))?,
+                .with_context(|| {
+                    format!(
+                        "cannot run {} (the Python peers are made by `cargo xtask setup`)",
+                        t.beside.join(" ")
+                    )
+                })?,
         ),
         None => None,
     };

@@ -6,7 +6,7 @@ use std::process::Command;
 
 use anyhow::{Context, Result, bail};
 
-use crate::{cargo, sh};
+use crate::{cargo, have, sh};
 
 /// The binaries a device gets: (package, binary).
 pub const BINARIES: &[(&str, &str)] = &[
@@ -57,14 +57,6 @@ fn target(triple: &str) -> Result<&'static Target> {
         let known: Vec<_> = TARGETS.iter().map(|t| t.triple).collect();
         format!("unknown target `{triple}`; expected one of {}", known.join(", "))
     })
-}
-
-fn have(cmd: &str) -> bool {
-    Command::new("sh")
-        .args(["-c", &format!("command -v {cmd}")])
-        .output()
-        .map(|o| o.status.success())
-        .unwrap_or(false)
 }
 
 /// Build the release binaries for `triple`; with `check`, run each under qemu-user.

@@ -12,9 +12,10 @@ use anyhow::{Context, Result, bail};
 
 use crate::cross::{SERVICES, workspace_version};
 use crate::recipe;
-use crate::sh;
+use crate::{setup, sh};
 
-/// The oelint-adv version CI installs (`pip install oelint-adv==9.11.2`).
+/// The oelint-adv version pinned in requirements-test.txt (installed into target/py-venv by
+/// `cargo xtask setup`).
 pub const OELINT_VERSION: &str = "9.11.2";
 
 /// Rules suppressed for the whole layer, and why (also in meta-tolomeo-rust/README.md).
@@ -60,17 +61,22 @@ fn recipe_in_sync() -> Result<()> {
 }
 
 fn oelint() -> Result<()> {
-    let version = Command::new("oelint-adv").arg("--version").output().map_err(|_| {
-        anyhow::anyhow!("oelint-adv is not installed; install it with\n  pip install oelint-adv=={OELINT_VERSION}")
-    })?;
+    let oelint = setup::venv_bin("oelint-adv");
+    let version = Command::new(&oelint)
+        .arg("--version")
+        .output()
+        .map_err(|_| anyhow::anyhow!("{} is missing; make it with\n  cargo xtask setup", oelint.display()))?;
     let got = String::from_utf8_lossy(&version.stdout).trim().to_string();
     if !got.ends_with(OELINT_VERSION) {
-        bail!("oelint-adv is `{got}`, expected {OELINT_VERSION}: pip install oelint-adv=={OELINT_VERSION}");
+        bail!(
+            "{} is `{got}`, expected {OELINT_VERSION} (requirements-test.txt): run `cargo xtask setup`",
+            oelint.display()
+        );
     }
     let mut recipes: Vec<String> = Vec::new();
     collect_recipes(Path::new("meta-tolomeo-rust"), &mut recipes)?;
     recipes.sort();
-    let mut cmd = Command::new("oelint-adv");
+    let mut cmd = Command::new(&oelint);
     cmd.args(["--quiet", "--release", "wrynose", "--hide", "info"]);
     for (rule, _why) in SUPPRESSED {
         cmd.args(["--suppress", rule]);
@@ -104,7 +110,7 @@ fn collect_recipes(dir: &Path, out: &mut Vec<String>) -> Result<()> {
 fn units() -> Result<()> {
     // A throwaway root holding the units, stand-ins for the binaries, and the host's own units
     // (for targets such as sysinit.target), so `verify` checks our files and nothing else.
-    let root = std::env::temp_dir().join(format!("tlm-unit-root-{}", std::process::id()));
+    let root = std::env::current_dir()?.join("target/lint-units");
     let _ = std::fs::remove_dir_all(&root);
     std::fs::create_dir_all(root.join("usr/bin"))?;
     std::fs::create_dir_all(root.join("etc/systemd/system"))?;

@@ -1,6 +1,9 @@
 //! `cargo xtask`: the project's automation, in Rust instead of shell scripts.
 //!
-//! - `cargo xtask ci`: everything CI checks (format, clippy, tests, the MSRV build).
+//! - `cargo xtask ci`: the README's test command, and all CI runs: setup, format, clippy,
+//!   tests, demo, soak, the MSRV check, lint, fuzzing, the aarch64 build; time per stage.
+//! - `cargo xtask setup`: the Debian packages, Python test peers (target/py-venv) and Rust
+//!   toolchains the tests need.
 //! - `cargo xtask bench`: the benchmarks behind BENCHMARKS.md (`cargo bench` plus the
 //!   resident-memory and CPU footprint of the services).
 //! - `cargo xtask cross-build --target T [--check]`: release binaries for a device; `--check`
@@ -18,7 +21,7 @@
 //! One flags definition below; one module per subcommand.
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::process::{Command, ExitCode};
 
 use anyhow::{Context, Result, bail};
 use clap::{Parser, Subcommand};
@@ -31,6 +34,7 @@ mod fuzz;
 mod hottext;
 mod lint;
 mod recipe;
+mod setup;
 mod soak;
 
 #[derive(Debug, Parser)]
@@ -42,10 +46,14 @@ struct Flags {
 
 #[derive(Debug, Subcommand)]
 enum Task {
-    /// Everything CI checks: format, clippy -D warnings, every test, the MSRV (1.94.1) build,
-    /// the layer and unit lint, a short fuzzing round, the aarch64 build run under qemu-user
+    /// The test command: sets up what it needs, then format, clippy -D warnings, every test,
+    /// the demo, a soak, the MSRV (1.94.1) check, the layer and unit lint, a short fuzzing
+    /// round, the aarch64 build run under qemu-user; prints the time of each stage
     Ci {
-        /// Skip the MSRV build (needs the 1.94.1 toolchain)
+        /// Install nothing (Debian packages, target/py-venv, rustup toolchains): use what is here
+        #[arg(long)]
+        no_setup: bool,
+        /// Skip the MSRV check (needs the 1.94.1 toolchain)
         #[arg(long)]
         no_msrv: bool,
         /// Skip the Yocto layer and systemd unit lint (needs oelint-adv and systemd-analyze)
@@ -64,6 +72,9 @@ enum Task {
         #[arg(long)]
         no_soak: bool,
     },
+    /// Install what the tests need: Debian packages (as root; otherwise the apt-get line to
+    /// run), the Python test peers in target/py-venv, rustup components, toolchains, targets
+    Setup,
     /// Release binaries for a device (aarch64-unknown-linux-gnu for the i.MX8M Plus)
     CrossBuild {
         /// aarch64-unknown-linux-gnu, armv7-unknown-linux-gnueabihf or x86_64-unknown-linux-gnu
@@ -84,7 +95,7 @@ enum Task {
     Lint,
     /// The whole system on this machine: broker, simulated boiler, the three services, tlm watch
     Demo {
-        /// Stop after this many seconds (default: run until Ctrl-C)
+        /// Show tlm watch for this many seconds, then stop (default: until Ctrl-C)
         #[arg(long)]
         duration: Option<u64>,
     },
@@ -130,12 +141,27 @@ enum Task {
     },
 }
 
-fn main() -> Result<()> {
-    let flags = Flags::parse();
+/// An error is a message and exit code 1, whatever `RUST_BACKTRACE` says (anyhow would print
+/// a backtrace after it); a panic is a bug and still shows one.
+fn main() -> ExitCode {
+    match run(Flags::parse()) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e}");
+            for cause in e.chain().skip(1) {
+                eprintln!("  caused by: {cause}");
+            }
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(flags: Flags) -> Result<()> {
     let root = project_root();
     std::env::set_current_dir(&root).with_context(|| format!("cannot enter {}", root.display()))?;
     match flags.task {
         Task::Ci {
+            no_setup,
             no_msrv,
             no_lint,
             no_fuzz,
@@ -143,6 +169,7 @@ fn main() -> Result<()> {
             no_demo,
             no_soak,
         } => ci::run(ci::Skip {
+            setup: no_setup,
             msrv: no_msrv,
             lint: no_lint,
             fuzz: no_fuzz,
@@ -150,6 +177,7 @@ fn main() -> Result<()> {
             demo: no_demo,
             soak: no_soak,
         }),
+        Task::Setup => setup::run(setup::Needs::ALL),
         Task::Bench { which, duration } => bench::run(&which, duration),
         Task::HotText { duration } => hottext::run(duration),
         Task::CrossBuild { target, check } => cross::cross_build(&target, check).map(|_| ()),
@@ -181,6 +209,11 @@ fn sh(cmd: &mut Command) -> Result<()> {
         bail!("`{}` failed: {status}", describe(cmd));
     }
     Ok(())
+}
+
+/// Is `cmd` on the PATH?
+fn have(cmd: &str) -> bool {
+    std::env::var_os("PATH").is_some_and(|paths| std::env::split_paths(&paths).any(|dir| dir.join(cmd).is_file()))
 }
 
 fn describe(cmd: &Command) -> String {

@@ -19,21 +19,16 @@ fn now() -> f64 {
     SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_secs_f64()
 }
 
-/// A config file in a temp dir; returns its path.
-fn config_file(text: &str) -> PathBuf {
-    let path = std::env::temp_dir().join(format!("tlm-proto-{}-{}.toml", std::process::id(), rand_suffix()));
-    std::fs::write(&path, text).unwrap();
-    path
-}
-
-fn rand_suffix() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).unwrap().subsec_nanos() as u64
+/// A config file in a temp dir, removed when dropped.
+fn config_file(text: &str) -> tolomeo_testkit::tempfile::TempPath {
+    tolomeo_testkit::temp_file(".toml", text)
 }
 
 /// Start the example with a config and wait until it answers Ping.
 async fn start(nats: &NatsServer, config: &str) -> (ServiceProcess, async_nats::Client) {
     let cfg = config_file(config);
-    let svc = ServiceProcess::start(&example(), &["--config", cfg.to_str().unwrap()], SERIAL, &nats.url());
+    let mut svc = ServiceProcess::start(&example(), &["--config", cfg.to_str().unwrap()], SERIAL, &nats.url());
+    svc.hold(cfg);
     let client = nats.client().await;
     tolomeo_testkit::wait_ready(&client, SERVICE, &svc).await;
     (svc, client)

@@ -6,6 +6,10 @@
 //! - [`ServiceProcess`]: a service binary run as a child process, stopped with SIGTERM.
 //! - [`Recorder`]: an independent subscriber that keeps every message of a subject.
 //! - [`target_binary`]: the path of a binary or example that `cargo test` built.
+//! - [`temp_dir`], [`temp_file`]: temporary files that are removed when dropped, so a test
+//!   run leaves nothing behind (`cargo xtask ci` checks).
+//! - [`python`]: the Python with the pinned test peers (cantools, pymodbus), from the
+//!   workspace's virtual environment that `cargo xtask setup` makes.
 
 use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
@@ -15,6 +19,7 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use futures_util::StreamExt;
+pub use tempfile;
 
 /// A private nats-server.
 pub struct NatsServer {
@@ -184,10 +189,59 @@ pub fn target_binary(name: &str) -> PathBuf {
     path
 }
 
+/// The Python interpreter of the workspace's test environment, `target/py-venv`, which has the
+/// peers pinned in `requirements-test.txt`. `cargo xtask setup` (and `cargo xtask ci`) make it;
+/// a test run without it, or with one made from another `requirements-test.txt`, fails here
+/// with that command instead of failing later on a missing module. `TOLOMEO_TEST_PYTHON`
+/// names another interpreter (one that has the same peers).
+pub fn python() -> PathBuf {
+    if let Some(p) = std::env::var_os("TOLOMEO_TEST_PYTHON") {
+        return PathBuf::from(p);
+    }
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let venv = root.join("target/py-venv");
+    let python = venv.join("bin/python3");
+    let want = std::fs::read_to_string(root.join("requirements-test.txt")).unwrap_or_default();
+    let made_from = std::fs::read_to_string(venv.join("requirements-test.txt"));
+    match made_from {
+        Ok(have) if have == want && python.exists() => python,
+        Ok(_) => panic!(
+            "{} was made from an older requirements-test.txt; run `cargo xtask setup` to make it again",
+            venv.display()
+        ),
+        Err(_) => panic!(
+            "this test needs the Python peers of requirements-test.txt in {}; make it with `cargo xtask setup`",
+            venv.display()
+        ),
+    }
+}
+
+/// A new directory in the system's temporary directory, removed with all it holds when the
+/// value is dropped.
+pub fn temp_dir() -> tempfile::TempDir {
+    tempfile::Builder::new()
+        .prefix("tlm-test-")
+        .tempdir()
+        .expect("a temporary directory")
+}
+
+/// A file in the system's temporary directory holding `contents`, removed when the value is
+/// dropped; it derefs to its [`Path`]. `suffix` is e.g. ".toml".
+pub fn temp_file(suffix: &str, contents: &str) -> tempfile::TempPath {
+    let mut file = tempfile::Builder::new()
+        .prefix("tlm-test-")
+        .suffix(suffix)
+        .tempfile()
+        .expect("a temporary file");
+    std::io::Write::write_all(&mut file, contents.as_bytes()).expect("write the temporary file");
+    file.into_temp_path()
+}
+
 /// A service binary running as a child process; its stderr is kept in a file.
 pub struct ServiceProcess {
     child: Child,
     log: PathBuf,
+    held: Vec<Box<dyn std::any::Any + Send>>,
 }
 
 impl ServiceProcess {
@@ -218,7 +272,16 @@ impl ServiceProcess {
         let child = cmd
             .spawn()
             .unwrap_or_else(|e| panic!("cannot run {}: {e}", bin.display()));
-        ServiceProcess { child, log }
+        ServiceProcess {
+            child,
+            log,
+            held: Vec::new(),
+        }
+    }
+
+    /// Keep `guard` (say, the [`temp_file`] of its configuration) until the process is gone.
+    pub fn hold(&mut self, guard: impl std::any::Any + Send) {
+        self.held.push(Box::new(guard));
     }
 
     /// The process id.
@@ -274,6 +337,7 @@ impl Drop for ServiceProcess {
         let _ = self.child.kill();
         let _ = self.child.wait();
         let _ = std::fs::remove_file(&self.log);
+        self.held.clear();
     }
 }
 

@@ -17,12 +17,6 @@ fn manifest() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
 }
 
-fn tmp(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("can-engine-test-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    dir.join(name)
-}
-
 /// Replay `log` at full speed through a pipeline built from `cfg`.
 async fn run_log(cfg: &CanConfig, log: &Path) -> (Vec<Reading>, Counters) {
     let dbc = cfg
@@ -68,18 +62,16 @@ fn close(a: f64, b: f64) -> bool {
 
 #[tokio::test]
 async fn dbc_signals_match_cantools() {
-    let log = tmp("fixture.log");
-    let json = tmp("fixture.json");
+    let dir = tolomeo_testkit::temp_dir();
+    let log = dir.path().join("fixture.log");
+    let json = dir.path().join("fixture.json");
     let dbc = manifest().join("tests/fixtures/engine_test.dbc");
-    let status = std::process::Command::new("python3")
+    let status = std::process::Command::new(tolomeo_testkit::python())
         .arg(manifest().join("tests/encode_fixture.py"))
         .args([&dbc, &log, &json])
         .status()
-        .expect("python3 runs");
-    assert!(
-        status.success(),
-        "encode_fixture.py failed; it needs `pip install cantools==40.7.1`"
-    );
+        .expect("the test environment's python3 runs");
+    assert!(status.success(), "encode_fixture.py failed (its error is above)");
     let reference: serde_json::Value = serde_json::from_slice(&std::fs::read(&json).unwrap()).unwrap();
 
     let cfg: CanConfig = toml::from_str(&format!(
@@ -131,7 +123,8 @@ fn eec1(demand: u8, actual: u8, raw_rpm: u16) -> String {
 
 #[tokio::test]
 async fn j1939_by_hand_and_the_worked_example() {
-    let log = tmp("hand.log");
+    let dir = tolomeo_testkit::temp_dir();
+    let log = dir.path().join("hand.log");
     let lines = [
         // The worked example: 700 rpm, 0 % and 0 %.
         "(1700000000.000000) can0 0CF00400#FF7D7DE015FFF0FF".to_string(),

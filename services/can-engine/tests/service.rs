@@ -13,13 +13,10 @@ fn manifest() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
 }
 
-fn write_config(name: &str, can: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("can-engine-svc-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let path = dir.join(name);
+/// A config file, removed when dropped.
+fn write_config(name: &str, can: &str) -> tolomeo_testkit::tempfile::TempPath {
     let text = format!("[service]\npoll_time_ms = 200\nheartbeat_interval_ms = 200\n\n[can]\n{can}\n");
-    std::fs::write(&path, text).unwrap();
-    path
+    tolomeo_testkit::temp_file(&format!("-{name}"), &text)
 }
 
 fn records(msgs: &[Received], name: &str) -> Vec<(f64, f64)> {
@@ -147,10 +144,8 @@ async fn a_source_that_appears_later_is_read_without_a_restart() {
     let client = nats.client().await;
     let beats = Recorder::start(&client, "heartbeat.can-engine.service").await;
     let data = Recorder::start(&client, "events.data").await;
-    let dir = std::env::temp_dir().join(format!("can-engine-late-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let log = dir.join("late.log");
-    let _ = std::fs::remove_file(&log);
+    let dir = tolomeo_testkit::temp_dir();
+    let log = dir.path().join("late.log");
     let cfg = write_config(
         "late.toml",
         &format!("replay = {:?}\nreplay_speed = \"max\"", log.display().to_string()),

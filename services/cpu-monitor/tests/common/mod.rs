@@ -4,7 +4,7 @@
 #![allow(dead_code)]
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use serde_json::Value;
 use tolomeo_testkit::{NatsServer, Received, ServiceProcess};
@@ -16,11 +16,9 @@ pub fn binary() -> &'static Path {
     Path::new(env!("CARGO_BIN_EXE_tlm-cpu-monitor"))
 }
 
-/// Write a config file in a temp dir.
-pub fn config_file(name: &str, text: &str) -> PathBuf {
-    let path = std::env::temp_dir().join(format!("cpu-monitor-test-{}-{name}.toml", std::process::id()));
-    std::fs::write(&path, text).expect("write the test config");
-    path
+/// Write a config file in a temp dir; removed when dropped.
+pub fn config_file(name: &str, text: &str) -> tolomeo_testkit::tempfile::TempPath {
+    tolomeo_testkit::temp_file(&format!("-{name}.toml"), text)
 }
 
 /// Start the service with `config` and `args`; wait until it answers Ping.
@@ -28,7 +26,8 @@ pub async fn start(nats: &NatsServer, name: &str, config: &str, args: &[&str]) -
     let cfg = config_file(name, config);
     let mut all = vec!["--config", cfg.to_str().expect("utf-8 temp path")];
     all.extend_from_slice(args);
-    let svc = ServiceProcess::start(binary(), &all, SERIAL, &nats.url());
+    let mut svc = ServiceProcess::start(binary(), &all, SERIAL, &nats.url());
+    svc.hold(cfg);
     let client = nats.client().await;
     tolomeo_testkit::wait_ready(&client, SERVICE, &svc).await;
     (svc, client)

@@ -144,14 +144,14 @@ impl PyServer {
 
     async fn spawn(args: &[&str], port: u16) -> Self {
         let control = free_port();
-        let child = Command::new("python3")
+        let child = Command::new(tolomeo_testkit::python())
             .arg(script())
             .args(args)
             .args(["--control", &control.to_string()])
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
-            .expect("python3 with pymodbus==3.16.1 and pyserial==3.5");
+            .expect("the test environment's python3 runs");
         let s = PyServer { child, port, control };
         let deadline = Instant::now() + Duration::from_secs(15);
         while s.get(3, 0, 1).await.is_none() {
@@ -191,14 +191,15 @@ pub struct PtyPair {
     child: Child,
     pub a: String,
     pub b: String,
+    /// Holds the links; socat leaves them behind when it is killed.
+    _dir: tolomeo_testkit::tempfile::TempDir,
 }
 
 impl PtyPair {
     pub async fn start() -> Self {
-        let dir = std::env::temp_dir();
-        let tag = format!("{}-{}", std::process::id(), free_port());
-        let a = dir.join(format!("tlm-pty-a-{tag}")).display().to_string();
-        let b = dir.join(format!("tlm-pty-b-{tag}")).display().to_string();
+        let dir = tolomeo_testkit::temp_dir();
+        let a = dir.path().join("pty-a").display().to_string();
+        let b = dir.path().join("pty-b").display().to_string();
         let child = Command::new("socat")
             .args([format!("pty,raw,echo=0,link={a}"), format!("pty,raw,echo=0,link={b}")])
             .stdout(Stdio::null())
@@ -210,7 +211,7 @@ impl PtyPair {
             assert!(Instant::now() < deadline, "socat did not create the pty pair");
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
-        PtyPair { child, a, b }
+        PtyPair { child, a, b, _dir: dir }
     }
 }
 
