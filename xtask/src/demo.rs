@@ -77,17 +77,20 @@ pub(crate) struct Launch {
     pub release: bool,
     pub can_log: &'static str,
     pub cpu_poll_ms: u64,
+    /// Where the logs go, under target/.
+    pub work_dir: &'static str,
 }
 
 /// Build and start a private nats-server, the boiler simulator and the three services.
 pub(crate) fn launch(how: &Launch) -> Result<System> {
     let nats = nats_server()?;
     let profile = if how.release { "release" } else { "debug" };
+    // cargo's own progress: a first build compiles about 300 crates (minutes on 2 cores), and
+    // a quiet one looks hung.
     eprintln!("building the services, tlm and the boiler simulator ({profile} build)");
     let mut build = cargo();
     build.args([
         "build",
-        "-q",
         "-p",
         "cpu-monitor",
         "-p",
@@ -96,21 +99,22 @@ pub(crate) fn launch(how: &Launch) -> Result<System> {
         "modbus-sensors",
         "-p",
         "tlm",
+        "--bins",
+        "--example",
+        "boiler_sim",
     ]);
     if how.release {
         build.arg("--release");
     }
     sh(&mut build)?;
-    let mut sim = cargo();
-    sim.args(["build", "-q", "-p", "modbus-sensors", "--example", "boiler_sim"]);
-    if how.release {
-        sim.arg("--release");
-    }
-    sh(&mut sim)?;
     let bin = |name: &str| PathBuf::from("target").join(profile).join(name);
     let root = std::env::current_dir()?;
-    let work = std::env::temp_dir().join(format!("tlm-system-{}", std::process::id()));
-    std::fs::create_dir_all(&work)?;
+    // The logs of this run, kept for a look afterwards and replaced by the next run.
+    let work = root.join("target").join(how.work_dir);
+    if work.exists() {
+        std::fs::remove_dir_all(&work).with_context(|| format!("cannot empty {}", work.display()))?;
+    }
+    std::fs::create_dir_all(&work).with_context(|| format!("cannot create {}", work.display()))?;
     let nats_port = free_port()?;
     let sim_port = free_port()?;
     let url = format!("nats://127.0.0.1:{nats_port}");
@@ -180,10 +184,9 @@ pub fn run(duration: Option<u64>) -> Result<()> {
         release: false,
         can_log: "services/can-engine/data/engine.log",
         cpu_poll_ms: 2000,
+        work_dir: "demo",
     })?;
     let bin = |name: &str| PathBuf::from("target/debug").join(name);
-    let total = duration.map(Duration::from_secs);
-    let started = Instant::now();
     let record = work.join("watch.jsonl");
     procs.spawn(
         "recorder",
@@ -218,16 +221,15 @@ pub fn run(duration: Option<u64>) -> Result<()> {
         .status();
     println!(
         "\n== Live telemetry (tlm watch){}:\n",
-        match total {
-            Some(d) => format!(" for {} s", d.as_secs()),
+        match duration {
+            Some(s) => format!(" for {s} s"),
             None => ", Ctrl-C to stop".to_string(),
         }
     );
     let mut watch = Command::new(bin("tlm"));
     watch.args(["-s", &url, "watch"]);
-    if let Some(d) = total {
-        let left = d.saturating_sub(started.elapsed()).max(Duration::from_secs(5));
-        watch.args(["--duration", &format!("{}s", left.as_secs())]);
+    if let Some(s) = duration {
+        watch.args(["--duration", &format!("{s}s")]);
     }
     let _ = watch.status();
 

@@ -22,6 +22,7 @@ pub fn run(minutes: u64, release: bool, sample_s: u64, max_growth_kib: u64) -> R
         release,
         can_log: "services/can-engine/bench/engine-100hz.log",
         cpu_poll_ms: 1000,
+        work_dir: "soak",
     })?;
     let services: Vec<(String, u32)> = procs
         .0
