@@ -198,7 +198,9 @@ pub fn python() -> PathBuf {
     if let Some(p) = std::env::var_os("TOLOMEO_TEST_PYTHON") {
         return PathBuf::from(p);
     }
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    // crates/tolomeo-testkit -> the workspace root
+    let manifest = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let root = manifest.parent().and_then(Path::parent).unwrap_or(manifest);
     let venv = root.join("target/py-venv");
     let python = venv.join("bin/python3");
     let want = std::fs::read_to_string(root.join("requirements-test.txt")).unwrap_or_default();
