@@ -6,7 +6,12 @@ BUGTRACKER = "https://example.invalid/tolomeo-rust/issues"
 SECTION = "console/network"
 LICENSE = "MIT"
 
-inherit packagegroup
+inherit packagegroup tolomeo_rust_source
+
+# In world only when tolomeo-rust has a source: without one (the layer copied out of the
+# repository, nothing configured) tolomeo-rust is skipped, and world would fail on the RDEPENDS
+# below. Building this group, or an image with it, still says why tolomeo-rust was skipped.
+EXCLUDE_FROM_WORLD = "${@'0' if tolomeo_rust_source_configured(d) else '1'}"
 
 RDEPENDS:${PN} = "\
     tlm \

@@ -13,12 +13,40 @@ CVE_PRODUCT = "tolomeo-rust"
 # The workspace version, kept in step with Cargo.toml by `cargo xtask update-recipe`.
 PV = "0.1.0+git"
 
-# Point TOLOMEO_RUST_GIT_URI at your copy of the repository and pin SRCREV in a bbappend or
-# local.conf (SRCREV:pn-tolomeo-rust = "<commit>"): AUTOREV follows the branch head.
-TOLOMEO_RUST_GIT_URI ?= "git://git.example.invalid/tolomeo-rust.git;protocol=https;branch=main"
+# Where the sources come from (README.md, "Where the sources come from"):
+# - by default the git checkout this layer is part of (meta-tolomeo-rust/..), at the commit it
+#   has checked out, fetched offline with the git fetcher: the recipe, its crate list and the
+#   code it builds are always the same commit (uncommitted changes are not built);
+# - a product pins its own server and commit in a bbappend or local.conf:
+#     TOLOMEO_RUST_GIT_URI = "git://git.example.com/tolomeo-rust.git;protocol=https;branch=main"
+#     SRCREV:pn-tolomeo-rust = "<commit>"
+#   (SRCREV:pn-tolomeo-rust = "${AUTOREV}" follows the branch head, with network access only);
+# - development with uncommitted changes: externalsrc (README.md).
+# Without any of these (the layer copied out of the repository) the recipe is skipped, saying why.
+inherit tolomeo_rust_source
+
+TOLOMEO_RUST_GIT_URI ?= "git://${TOLOMEO_RUST_CHECKOUT};protocol=file;nobranch=1"
 SRC_URI = "${TOLOMEO_RUST_GIT_URI}"
-# nooelint: oelint.vars.autorev - pinned per product, see the comment above and README.md
-SRCREV ?= "${AUTOREV}"
+SRCREV ?= "${@tolomeo_checkout_rev(d)[0]}"
+
+# nooelint: oelint.task.noanonpython - skipping and the parse-cache dependency on the checkout need it
+python () {
+    rev, files, why = tolomeo_checkout_rev(d)
+    # Parse again when the checkout moves to another commit (the parse cache keeps SRCREV).
+    for f in files:
+        bb.parse.mark_dependency(d, f)
+    if not d.getVar("SRCREV") or d.getVar("SRCREV") == "INVALID":
+        raise bb.parse.SkipRecipe("no source: %s; set TOLOMEO_RUST_CHECKOUT to a checkout, or "
+                                  "TOLOMEO_RUST_GIT_URI and SRCREV:pn-tolomeo-rust "
+                                  "(see meta-tolomeo-rust/README.md)" % why)
+    # A SRCREV that cannot be resolved here (AUTOREV asked for without the network, or without a
+    # branch= to follow) skips the recipe with the fetcher's reason instead of stopping the parse.
+    try:
+        bb.fetch2.get_srcrev(d)
+    except bb.fetch2.BBFetchException as e:
+        raise bb.parse.SkipRecipe("cannot resolve SRCREV %s of %s: %s"
+                                  % (d.getVar("SRCREV"), d.getVar("TOLOMEO_RUST_GIT_URI"), e))
+}
 
 inherit cargo cargo-update-recipe-crates systemd useradd
 
