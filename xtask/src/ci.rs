@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 
-use crate::{cargo, cross, demo, fuzz, lint, setup, sh, soak};
+use crate::{cargo, cross, demo, fuzz, lint, setup, sh, soak, yocto};
 
 /// The Rust of Yocto wrynose; `rust-version` in Cargo.toml must build with it.
 pub const MSRV_TOOLCHAIN: &str = "1.94.1";
@@ -30,6 +30,7 @@ pub struct Skip {
     pub cross: bool,
     pub demo: bool,
     pub soak: bool,
+    pub yocto: bool,
 }
 
 /// Each stage's name, wall time and outcome, for the table at the end.
@@ -77,6 +78,7 @@ fn stages(skip: Skip, t: &mut Timings) -> Result<()> {
         fuzz: !skip.fuzz,
         cross: !skip.cross,
         lint: !skip.lint,
+        yocto: !skip.yocto,
     };
     if skip.setup {
         t.skipped("setup");
@@ -94,39 +96,47 @@ fn stages(skip: Skip, t: &mut Timings) -> Result<()> {
         // The newcomer's command, for 20 s: it fails unless all three services were seen.
         t.stage("demo", || demo::run(Some(20)))?;
     }
-    // The 5-minute soak measures memory, not speed: it runs beside the stages that follow,
-    // none of which use its target directory, so it adds little wall time.
-    let soak = (!skip.soak).then(|| {
-        std::thread::spawn(|| {
-            let started = Instant::now();
-            (soak::run(5, false, 10, 512), started.elapsed())
-        })
-    });
+    // The 5-minute soak measures memory, not speed, and the Yocto checks are mostly BitBake
+    // on one core: both run beside the stages that follow, none of which use their
+    // directories, so they add little wall time.
+    let soak = (!skip.soak).then(|| beside(|| soak::run(5, false, 10, 512)));
+    let yocto = (!skip.yocto).then(|| beside(|| yocto::run(yocto::CheckLayer::WhenChanged)));
     let rest = later_stages(skip, t);
-    // Wait for the soak even when a stage failed, so it does not outlive this command.
-    match soak {
-        Some(handle) => {
-            let (result, took) = handle
-                .join()
-                .unwrap_or_else(|_| (Err(anyhow::anyhow!("the soak thread panicked")), Duration::ZERO));
-            t.0.push((
-                "soak",
-                took,
-                if result.is_ok() {
-                    "ok (beside msrv..cross)"
-                } else {
-                    "FAILED"
-                },
-            ));
-            rest?;
-            result.context("stage `soak` failed")?;
-        }
-        None => {
-            t.skipped("soak");
-            rest?;
-        }
-    }
+    // Wait for them even when a stage failed, so that they do not outlive this command.
+    let soak = joined(t, "soak", soak);
+    let yocto = joined(t, "yocto", yocto);
+    rest?;
+    soak?;
+    yocto?;
     t.stage("clean", || clean_after(&before, &tmp))
+}
+
+type Beside = std::thread::JoinHandle<(Result<()>, Duration)>;
+
+/// A stage run on a thread of its own, with its wall time.
+fn beside(f: impl FnOnce() -> Result<()> + Send + 'static) -> Beside {
+    std::thread::spawn(move || {
+        let started = Instant::now();
+        (f(), started.elapsed())
+    })
+}
+
+/// Wait for a stage started with [`beside`] and put it in the table.
+fn joined(t: &mut Timings, name: &'static str, handle: Option<Beside>) -> Result<()> {
+    let Some(handle) = handle else {
+        t.skipped(name);
+        return Ok(());
+    };
+    let (result, took) = handle
+        .join()
+        .unwrap_or_else(|_| (Err(anyhow::anyhow!("the {name} thread panicked")), Duration::ZERO));
+    let outcome = if result.is_ok() {
+        "ok (beside msrv..cross)"
+    } else {
+        "FAILED"
+    };
+    t.0.push((name, took, outcome));
+    result.with_context(|| format!("stage `{name}` failed"))
 }
 
 /// The stages that run while the soak runs beside them.

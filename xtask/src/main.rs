@@ -36,6 +36,7 @@ mod lint;
 mod recipe;
 mod setup;
 mod soak;
+mod yocto;
 
 #[derive(Debug, Parser)]
 #[command(name = "cargo xtask", about = "Project automation for the ToloMEO Rust services")]
@@ -71,6 +72,10 @@ enum Task {
         /// Skip the 5-minute soak
         #[arg(long)]
         no_soak: bool,
+        /// Skip the Yocto layer under BitBake (cargo xtask yocto; skipped by itself when the
+        /// OE-core and BitBake archives are not in ../shared/yocto)
+        #[arg(long)]
+        no_yocto: bool,
     },
     /// Install what the tests need: Debian packages (as root; otherwise the apt-get line to
     /// run), the Python test peers in target/py-venv, rustup components, toolchains, targets
@@ -93,6 +98,16 @@ enum Task {
     UpdateRecipe,
     /// Check the Yocto layer (oelint-adv, recipe in sync) and the systemd units
     Lint,
+    /// The Yocto layer under the real BitBake (OE-core wrynose, offline, from ../shared/yocto):
+    /// parse, dry run, the crate list built from, and yocto-check-layer when the layer changed
+    Yocto {
+        /// Run yocto-check-layer even when it passed before on the same inputs
+        #[arg(long, conflicts_with = "no_check_layer")]
+        check_layer: bool,
+        /// Never run yocto-check-layer
+        #[arg(long)]
+        no_check_layer: bool,
+    },
     /// The whole system on this machine: broker, simulated boiler, the three services, tlm watch
     Demo {
         /// Show tlm watch for this many seconds, then stop (default: until Ctrl-C)
@@ -168,6 +183,7 @@ fn run(flags: Flags) -> Result<()> {
             no_cross,
             no_demo,
             no_soak,
+            no_yocto,
         } => ci::run(ci::Skip {
             setup: no_setup,
             msrv: no_msrv,
@@ -176,6 +192,7 @@ fn run(flags: Flags) -> Result<()> {
             cross: no_cross,
             demo: no_demo,
             soak: no_soak,
+            yocto: no_yocto,
         }),
         Task::Setup => setup::run(setup::Needs::ALL),
         Task::Bench { which, duration } => bench::run(&which, duration),
@@ -184,6 +201,16 @@ fn run(flags: Flags) -> Result<()> {
         Task::Dist { target } => cross::dist(&target),
         Task::UpdateRecipe => recipe::update(),
         Task::Lint => lint::run(),
+        Task::Yocto {
+            check_layer,
+            no_check_layer,
+        } => yocto::run(if check_layer {
+            yocto::CheckLayer::Always
+        } else if no_check_layer {
+            yocto::CheckLayer::Never
+        } else {
+            yocto::CheckLayer::WhenChanged
+        }),
         Task::Fuzz { target, runs } => fuzz::run(target.as_deref(), runs),
         Task::Demo { duration } => demo::run(duration),
         Task::Soak {
@@ -209,6 +236,14 @@ fn sh(cmd: &mut Command) -> Result<()> {
         bail!("`{}` failed: {status}", describe(cmd));
     }
     Ok(())
+}
+
+fn is_root() -> bool {
+    Command::new("id")
+        .arg("-u")
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim() == "0")
+        .unwrap_or(false)
 }
 
 /// Is `cmd` on the PATH?

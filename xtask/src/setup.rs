@@ -16,7 +16,7 @@ use std::process::Command;
 
 use anyhow::{Context, Result, bail};
 
-use crate::{ci, fuzz, have, sh};
+use crate::{ci, fuzz, have, is_root, sh, yocto};
 
 /// The workspace's Python virtual environment, relative to the workspace root. The tests find
 /// it there too (tolomeo-testkit's `python()`).
@@ -37,6 +37,8 @@ pub struct Needs {
     pub cross: bool,
     /// systemd-analyze and the Python linter of the layer.
     pub lint: bool,
+    /// BitBake's host tools and the en_US.UTF-8 locale (only where the Yocto sources are).
+    pub yocto: bool,
 }
 
 impl Needs {
@@ -45,6 +47,7 @@ impl Needs {
         fuzz: true,
         cross: true,
         lint: true,
+        yocto: true,
     };
 }
 
@@ -85,9 +88,17 @@ fn debian(needs: Needs) -> Result<()> {
     if !python_has_venv() {
         missing.push("python3-venv");
     }
+    let yocto = needs.yocto && yocto::sources().is_ok();
+    if yocto {
+        missing.extend(yocto::HOST_TOOLS.iter().filter(|(c, _)| !have(c)).map(|(_, p)| *p));
+        if !has_locale("en_US.utf8") {
+            missing.push("locales");
+        }
+    }
+    missing.sort();
     missing.dedup();
     if missing.is_empty() {
-        return Ok(());
+        return if yocto { en_us_locale() } else { Ok(()) };
     }
     let line = format!("apt-get install -y {}", missing.join(" "));
     if !is_root() || !Path::new("/usr/bin/apt-get").exists() {
@@ -103,7 +114,46 @@ fn debian(needs: Needs) -> Result<()> {
         .args(["install", "-y", "-qq"])
         .args(&missing)
         .env("DEBIAN_FRONTEND", "noninteractive"))?;
-    Ok(())
+    if yocto { en_us_locale() } else { Ok(()) }
+}
+
+fn has_locale(name: &str) -> bool {
+    Command::new("locale").arg("-a").output().is_ok_and(|o| {
+        String::from_utf8_lossy(&o.stdout)
+            .lines()
+            .any(|l| l.eq_ignore_ascii_case(name))
+    })
+}
+
+/// BitBake exits unless the en_US.UTF-8 locale exists (bb.utils.check_system_locale), even
+/// when it runs with LANG=C.UTF-8.
+fn en_us_locale() -> Result<()> {
+    if has_locale("en_US.utf8") {
+        return Ok(());
+    }
+    if !is_root() {
+        bail!(
+            "BitBake needs the en_US.UTF-8 locale; make it with\n  \
+             sudo sed -i 's/^# *en_US.UTF-8/en_US.UTF-8/' /etc/locale.gen && sudo locale-gen"
+        );
+    }
+    eprintln!("setup: generating the en_US.UTF-8 locale that BitBake needs");
+    let locale_gen = std::fs::read_to_string("/etc/locale.gen").unwrap_or_default();
+    let mut lines: Vec<String> = locale_gen
+        .lines()
+        .map(|l| {
+            if l.trim_start_matches(['#', ' ']) == "en_US.UTF-8 UTF-8" {
+                "en_US.UTF-8 UTF-8".to_string()
+            } else {
+                l.to_string()
+            }
+        })
+        .collect();
+    if !lines.iter().any(|l| l == "en_US.UTF-8 UTF-8") {
+        lines.push("en_US.UTF-8 UTF-8".to_string());
+    }
+    std::fs::write("/etc/locale.gen", lines.join("\n") + "\n").context("cannot write /etc/locale.gen")?;
+    sh(&mut Command::new("locale-gen"))
 }
 
 fn python_has_venv() -> bool {
@@ -199,12 +249,4 @@ fn output(cmd: &mut Command) -> Result<String> {
         );
     }
     Ok(String::from_utf8_lossy(&out.stdout).into_owned())
-}
-
-fn is_root() -> bool {
-    Command::new("id")
-        .arg("-u")
-        .output()
-        .map(|o| String::from_utf8_lossy(&o.stdout).trim() == "0")
-        .unwrap_or(false)
 }
