@@ -418,10 +418,29 @@ INHERIT:remove = "uninative"
         for (package, _) in cross::BINARIES {
             cmd.args(["--package", package]);
         }
-        sh(&mut cmd).context(
-            "the workspace does not build from the recipe's crates alone: a crate is missing from \
-             tolomeo-rust-crates.inc (cargo xtask update-recipe)",
-        )?;
+        // Into a log, not the console: cargo xtask ci runs this beside other stages.
+        let log = self.log("crates-build");
+        let file = std::fs::File::create(&log).with_context(|| format!("cannot write {}", log.display()))?;
+        eprintln!(
+            "yocto: crates-build: `{}` in {}",
+            crate::describe(&cmd),
+            source.display()
+        );
+        let status = cmd
+            .stdout(file.try_clone()?)
+            .stderr(file)
+            .status()
+            .context("cannot run cargo")?;
+        if !status.success() {
+            let out = std::fs::read_to_string(&log).unwrap_or_default();
+            let errors: Vec<&str> = out.lines().filter(|l| l.starts_with("error")).take(10).collect();
+            bail!(
+                "the workspace does not build from the recipe's crates alone (a crate missing from \
+                 tolomeo-rust-crates.inc? run cargo xtask update-recipe):\n{}\nsee {}",
+                errors.join("\n"),
+                log.display()
+            );
+        }
         println!(
             "yocto: {} crates fetched, checked by BitBake against the recipe and vendored; the four binaries build offline from them",
             crates.len()
