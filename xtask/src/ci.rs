@@ -85,6 +85,19 @@ fn stages(skip: Skip, t: &mut Timings) -> Result<()> {
     } else {
         t.stage("setup", || setup::run(needs))?;
     }
+    // The Yocto checks are mostly BitBake on one core, in target/yocto, which no other stage
+    // uses: they run beside all the stages from fmt to cross, so they add little wall time.
+    let yocto = (!skip.yocto).then(|| beside(|| yocto::run(yocto::CheckLayer::WhenChanged)));
+    let result = main_stages(skip, t);
+    // Wait for it even when a stage failed, so that it does not outlive this command.
+    let yocto = joined(t, "yocto", yocto, "ok (beside fmt..cross)");
+    result?;
+    yocto?;
+    t.stage("clean", || clean_after(&before, &tmp))
+}
+
+/// fmt to cross, with the soak beside msrv..cross.
+fn main_stages(skip: Skip, t: &mut Timings) -> Result<()> {
     t.stage("fmt", || sh(cargo().args(["fmt", "--all", "--", "--check"])))?;
     t.stage("clippy", || {
         sh(cargo().args(["clippy", "--workspace", "--all-targets", "--", "-D", "warnings"]))
@@ -96,19 +109,14 @@ fn stages(skip: Skip, t: &mut Timings) -> Result<()> {
         // The newcomer's command, for 20 s: it fails unless all three services were seen.
         t.stage("demo", || demo::run(Some(20)))?;
     }
-    // The 5-minute soak measures memory, not speed, and the Yocto checks are mostly BitBake
-    // on one core: both run beside the stages that follow, none of which use their
-    // directories, so they add little wall time.
+    // The 5-minute soak measures memory, not speed: it runs beside the stages that follow,
+    // none of which use its directories, so it adds little wall time.
     let soak = (!skip.soak).then(|| beside(|| soak::run(5, false, 10, 512)));
-    let yocto = (!skip.yocto).then(|| beside(|| yocto::run(yocto::CheckLayer::WhenChanged)));
     let rest = later_stages(skip, t);
-    // Wait for them even when a stage failed, so that they do not outlive this command.
-    let soak = joined(t, "soak", soak);
-    let yocto = joined(t, "yocto", yocto);
+    // Wait for it even when a stage failed, so that it does not outlive this command.
+    let soak = joined(t, "soak", soak, "ok (beside msrv..cross)");
     rest?;
-    soak?;
-    yocto?;
-    t.stage("clean", || clean_after(&before, &tmp))
+    soak
 }
 
 type Beside = std::thread::JoinHandle<(Result<()>, Duration)>;
@@ -122,7 +130,7 @@ fn beside(f: impl FnOnce() -> Result<()> + Send + 'static) -> Beside {
 }
 
 /// Wait for a stage started with [`beside`] and put it in the table.
-fn joined(t: &mut Timings, name: &'static str, handle: Option<Beside>) -> Result<()> {
+fn joined(t: &mut Timings, name: &'static str, handle: Option<Beside>, ok: &'static str) -> Result<()> {
     let Some(handle) = handle else {
         t.skipped(name);
         return Ok(());
@@ -130,11 +138,7 @@ fn joined(t: &mut Timings, name: &'static str, handle: Option<Beside>) -> Result
     let (result, took) = handle
         .join()
         .unwrap_or_else(|_| (Err(anyhow::anyhow!("the {name} thread panicked")), Duration::ZERO));
-    let outcome = if result.is_ok() {
-        "ok (beside msrv..cross)"
-    } else {
-        "FAILED"
-    };
+    let outcome = if result.is_ok() { ok } else { "FAILED" };
     t.0.push((name, took, outcome));
     result.with_context(|| format!("stage `{name}` failed"))
 }
