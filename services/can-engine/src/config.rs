@@ -11,8 +11,8 @@ use tolomeo_core::config::{PluginConfig, Problem};
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct CanConfig {
-    /// SocketCAN interface to read (when `replay` is not set). Missing or down: retried with
-    /// backoff up to 30 s, heartbeat stopped meanwhile.
+    /// SocketCAN interface to read (when `replay` is not set). Missing or down: heartbeat
+    /// stopped until it is up again (see `socketcan_source`).
     pub interface: String,
     /// A `candump -L` log to replay instead of reading a bus.
     pub replay: Option<PathBuf>,

@@ -167,7 +167,7 @@ impl CanEngine {
                         false,
                         format!("{e} (retrying every {} s at most)", MAX_BACKOFF.as_secs()),
                     );
-                    tokio::time::sleep(backoff).await;
+                    self.wait_before_retry(backoff).await;
                     backoff = (backoff * 2).min(MAX_BACKOFF);
                 }
             }
@@ -200,6 +200,28 @@ impl CanEngine {
         )))
     }
 
+    /// Wait `backoff` before opening the source again; a CAN interface that is missing or down
+    /// now is opened as soon as it is up, so that few frames are lost after it is re-created.
+    async fn wait_before_retry(&self, backoff: Duration) {
+        #[cfg(target_os = "linux")]
+        if let SourceKind::SocketCan(iface) = &self.kind
+            && crate::socketcan_source::link_up(iface) != Some(true)
+        {
+            crate::socketcan_source::wait_for_interface(iface, backoff).await;
+            return;
+        }
+        tokio::time::sleep(backoff).await;
+    }
+
+    /// The link went down: unhealthy (no heartbeat) until it is up again; the source stays open.
+    fn link_down(&self, down: &mut Option<String>, why: String) {
+        if down.is_none() {
+            tracing::warn!("{why}; waiting for it to come up");
+        }
+        self.set_state(false, format!("{why} (waiting for it to come up)"));
+        *down = Some(why);
+    }
+
     /// Read one open source until it fails or ends.
     async fn drive<S: FrameSource>(
         &self,
@@ -221,6 +243,8 @@ impl CanEngine {
         }
         let timeout = Duration::from_millis(self.cfg.obd2.timeout_ms);
         let mut can_send = true;
+        // Why the link is down, while it is.
+        let mut down: Option<String> = None;
         let mut pending: Vec<(Pid, Instant, Option<Waiter>)> = Vec::new();
         let mut period = *poll.borrow_and_update();
         lock(&self.pipeline).set_period(period, &mut Vec::new());
@@ -243,12 +267,18 @@ impl CanEngine {
                 Some(req) = requests.recv() => {
                     if !can_send {
                         let _ = req.reply.send(Err(format!("{what} cannot send requests")));
+                    } else if let Some(why) = &down {
+                        let _ = req.reply.send(Err(why.clone()));
                     } else {
                         match source.send(obd2::request(req.pid.code(), 0)).await {
                             Ok(()) => pending.push((req.pid, Instant::now() + timeout, Some(req.reply))),
                             Err(SourceError::CannotSend(m)) => {
                                 can_send = false;
                                 let _ = req.reply.send(Err(m));
+                            }
+                            Err(SourceError::LinkDown(m)) => {
+                                let _ = req.reply.send(Err(m.clone()));
+                                self.link_down(&mut down, m);
                             }
                             Err(e) => {
                                 let _ = req.reply.send(Err(e.to_string()));
@@ -257,13 +287,17 @@ impl CanEngine {
                         }
                     }
                 }
-                _ = tick.tick(), if obd && can_send => {
+                _ = tick.tick(), if obd && can_send && down.is_none() => {
                     for &pid in &pids {
                         match source.send(obd2::request(pid.code(), 0)).await {
                             Ok(()) => pending.push((pid, Instant::now() + timeout, None)),
                             Err(SourceError::CannotSend(m)) => {
                                 tracing::info!("{m}: OBD-II requests are not sent, replies in the log are decoded");
                                 can_send = false;
+                                break;
+                            }
+                            Err(SourceError::LinkDown(m)) => {
+                                self.link_down(&mut down, m);
                                 break;
                             }
                             Err(e) => return Err(e),
@@ -290,7 +324,16 @@ impl CanEngine {
                     if malformed > 0 {
                         lock(&self.pipeline).malformed_lines(malformed);
                     }
-                    got?;
+                    match got {
+                        Err(SourceError::LinkDown(m)) => self.link_down(&mut down, m),
+                        Err(SourceError::LinkUp) => {
+                            if down.take().is_some() {
+                                tracing::info!("{what} is up again");
+                            }
+                            self.set_state(true, format!("reading {what}"));
+                        }
+                        other => other?,
+                    }
                     let now = Instant::now();
                     {
                     let mut p = lock(&self.pipeline);

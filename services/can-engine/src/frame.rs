@@ -99,9 +99,16 @@ impl std::fmt::Debug for Frame {
 /// Why a source could not deliver a frame.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum SourceError {
-    /// The source is not readable (interface missing or down, file unreadable); retried with backoff.
+    /// The source is not readable (interface missing or deleted, file unreadable); opened again.
     #[error("{0}")]
     Unavailable(String),
+    /// The link went down (SocketCAN): the source stays open and reports
+    /// [`SourceError::LinkUp`] when it is up again.
+    #[error("{0}")]
+    LinkDown(String),
+    /// The link is up again after [`SourceError::LinkDown`]; frames follow.
+    #[error("the link is up again")]
+    LinkUp,
     /// A replay reached its end (and does not loop).
     #[error("end of the recording")]
     End,
