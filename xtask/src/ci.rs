@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 
-use crate::{cargo, cross, demo, fuzz, lint, setup, sh, soak, yocto};
+use crate::{cargo, cross, demo, fuzz, lint, setup, sh, soak, system, yocto};
 
 /// The Rust of Yocto wrynose; `rust-version` in Cargo.toml must build with it.
 pub const MSRV_TOOLCHAIN: &str = "1.94.1";
@@ -31,6 +31,7 @@ pub struct Skip {
     pub demo: bool,
     pub soak: bool,
     pub yocto: bool,
+    pub system: bool,
 }
 
 /// Each stage's name, wall time and outcome, for the table at the end.
@@ -79,6 +80,7 @@ fn stages(skip: Skip, t: &mut Timings) -> Result<()> {
         cross: !skip.cross,
         lint: !skip.lint,
         yocto: !skip.yocto,
+        system: !skip.system,
     };
     if skip.setup {
         t.skipped("setup");
@@ -103,6 +105,11 @@ fn main_stages(skip: Skip, t: &mut Timings) -> Result<()> {
         sh(cargo().args(["clippy", "--workspace", "--all-targets", "--", "-D", "warnings"]))
     })?;
     t.stage("test", || sh(cargo().args(["test", "--workspace"])))?;
+    if skip.system {
+        t.skipped("system");
+    } else {
+        t.stage("system", || system::run(None))?;
+    }
     if skip.demo {
         t.skipped("demo");
     } else {

@@ -1,7 +1,7 @@
 //! `cargo xtask`: the project's automation, in Rust instead of shell scripts.
 //!
 //! - `cargo xtask ci`: the README's test command, and all CI runs: setup, format, clippy,
-//!   tests, demo, soak, the MSRV check, lint, fuzzing, the aarch64 build; time per stage.
+//!   tests, system tests, demo, soak, the MSRV check, lint, fuzzing, the aarch64 build; time per stage.
 //! - `cargo xtask setup`: the Debian packages, Python test peers (target/py-venv) and Rust
 //!   toolchains the tests need.
 //! - `cargo xtask bench`: the benchmarks behind BENCHMARKS.md (`cargo bench` plus the
@@ -12,6 +12,8 @@
 //! - `cargo xtask update-recipe`: the Yocto recipe's crate list and version from Cargo.lock.
 //! - `cargo xtask lint`: the Yocto layer (oelint-adv, recipe in sync) and the systemd units.
 //! - `cargo xtask fuzz [TARGET] [--runs N]`: the libFuzzer targets in fuzz/.
+//! - `cargo xtask system-test [FILTER]`: tests/ in a VM: SocketCAN on a real kernel, the
+//!   systemd units under a real systemd.
 //! - `cargo xtask demo [--duration S]`: all three services, a broker, a simulated boiler and
 //!   `tlm watch`, on this machine.
 //! - `cargo xtask soak [--minutes M]`: the same system under load; memory must stay flat.
@@ -36,6 +38,7 @@ mod lint;
 mod recipe;
 mod setup;
 mod soak;
+mod system;
 mod yocto;
 
 #[derive(Debug, Parser)]
@@ -48,7 +51,7 @@ struct Flags {
 #[derive(Debug, Subcommand)]
 enum Task {
     /// The test command: sets up what it needs, then format, clippy -D warnings, every test,
-    /// the demo, a soak, the MSRV (1.94.1) check, the layer and unit lint, a short fuzzing
+    /// the system tests in VMs, the demo, a soak, the MSRV (1.94.1) check, the layer and unit lint, a short fuzzing
     /// round, the aarch64 build run under qemu-user; prints the time of each stage
     Ci {
         /// Install nothing (Debian packages, target/py-venv, rustup toolchains): use what is here
@@ -76,6 +79,9 @@ enum Task {
         /// OE-core and BitBake archives are not in ../shared/yocto)
         #[arg(long)]
         no_yocto: bool,
+        /// Skip the system tests in VMs (cargo xtask system-test: SocketCAN, systemd)
+        #[arg(long)]
+        no_system: bool,
     },
     /// Install what the tests need: Debian packages (as root; otherwise the apt-get line to
     /// run), the Python test peers in target/py-venv, rustup components, toolchains, targets
@@ -107,6 +113,12 @@ enum Task {
         /// Never run yocto-check-layer
         #[arg(long)]
         no_check_layer: bool,
+    },
+    /// The tests in tests/ that need a real kernel (SocketCAN) or systemd, each in a VM (qemu,
+    /// Debian's kernel); installs what they need as root
+    SystemTest {
+        /// Only the tests whose names contain this
+        filter: Option<String>,
     },
     /// The whole system on this machine: broker, simulated boiler, the three services, tlm watch
     Demo {
@@ -184,6 +196,7 @@ fn run(flags: Flags) -> Result<()> {
             no_demo,
             no_soak,
             no_yocto,
+            no_system,
         } => ci::run(ci::Skip {
             setup: no_setup,
             msrv: no_msrv,
@@ -193,6 +206,7 @@ fn run(flags: Flags) -> Result<()> {
             demo: no_demo,
             soak: no_soak,
             yocto: no_yocto,
+            system: no_system,
         }),
         Task::Setup => setup::run(setup::Needs::ALL),
         Task::Bench { which, duration } => bench::run(&which, duration),
@@ -213,6 +227,7 @@ fn run(flags: Flags) -> Result<()> {
         }),
         Task::Fuzz { target, runs } => fuzz::run(target.as_deref(), runs),
         Task::Demo { duration } => demo::run(duration),
+        Task::SystemTest { filter } => system::run(filter.as_deref()),
         Task::Soak {
             minutes,
             release,

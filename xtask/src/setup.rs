@@ -16,7 +16,7 @@ use std::process::Command;
 
 use anyhow::{Context, Result, bail};
 
-use crate::{ci, fuzz, have, is_root, sh, yocto};
+use crate::{ci, fuzz, have, is_root, sh, system, yocto};
 
 /// The workspace's Python virtual environment, relative to the workspace root. The tests find
 /// it there too (tolomeo-testkit's `python()`).
@@ -39,6 +39,8 @@ pub struct Needs {
     pub lint: bool,
     /// BitBake's host tools and the en_US.UTF-8 locale (only where the Yocto sources are).
     pub yocto: bool,
+    /// qemu, Debian's kernel, busybox-static and can-utils for the system tests' VMs.
+    pub system: bool,
 }
 
 impl Needs {
@@ -48,6 +50,7 @@ impl Needs {
         cross: true,
         lint: true,
         yocto: true,
+        system: true,
     };
 }
 
@@ -84,6 +87,9 @@ fn debian(needs: Needs) -> Result<()> {
         tools.push(tool("qemu-aarch64", "qemu-user"));
     }
     let mut missing: Vec<&str> = tools.iter().filter(|t| !have(t.command)).map(|t| t.package).collect();
+    if needs.system && system::unsupported().is_none() {
+        missing.extend(system::missing_packages());
+    }
     // Debian's own python3 splits venv and ensurepip into python3-venv.
     if !python_has_venv() {
         missing.push("python3-venv");

@@ -1,0 +1,298 @@
+//! `cargo xtask system-test`: the tests in `tests/` that need a real Linux kernel (SocketCAN)
+//! or a real systemd, in a virtual machine.
+//!
+//! This machine's kernel has no CAN, so the tests boot Debian's own kernel under qemu
+//! (software emulation: the machine's KVM cannot run a stock kernel). What the guest needs:
+//!
+//! - `target/system-test/vmlinux`: the uncompressed kernel of the newest `linux-image-amd64`
+//!   in /boot (qemu starts it directly through its PVH entry, which saves the few seconds a
+//!   compressed kernel spends unpacking itself under emulation). Extracted once per kernel.
+//! - `target/system-test/initramfs.cpio`: busybox, the modules for virtio, 9p and CAN (with
+//!   their dependencies, from `modules.dep`), and `tests/guest/init`, which mounts this
+//!   machine's root read-only and runs `tests/guest/agent`. Made on every run (a second).
+//!
+//! Then `cargo test -p tolomeo-system-tests -- --ignored`, whose tests boot one guest each.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+
+use anyhow::{Context, Result, bail};
+
+use crate::{cargo, sh};
+
+/// Where the kernel and initramfs go (the tests find them through `TOLOMEO_VM_DIR`).
+const DIR: &str = "target/system-test";
+
+/// The modules the guest loads (their dependencies are added from `modules.dep`).
+const MODULES: &[&str] = &[
+    "virtio_pci",
+    "virtio_net",
+    "virtio_console",
+    "9pnet_virtio",
+    "9p",
+    "vcan",
+    "can-raw",
+];
+
+/// Debian packages: the command each step runs, and its package.
+pub const TOOLS: &[(&str, &str)] = &[
+    ("qemu-system-x86_64", "qemu-system-x86"),
+    ("cpio", "cpio"),
+    ("xz", "xz-utils"),
+    ("candump", "can-utils"),
+    ("ip", "iproute2"),
+];
+
+/// The busybox the initramfs needs: static, from `busybox-static`.
+const BUSYBOX: &str = "/bin/busybox";
+
+/// Why the system tests cannot run on this machine, if they cannot.
+pub fn unsupported() -> Option<String> {
+    if !cfg!(all(target_os = "linux", target_arch = "x86_64")) {
+        return Some("the system tests boot an x86_64 Debian kernel: they need an x86_64 Linux machine".into());
+    }
+    None
+}
+
+/// Debian packages the system tests need that are missing here.
+pub fn missing_packages() -> Vec<&'static str> {
+    let mut missing: Vec<&str> = TOOLS
+        .iter()
+        .filter(|(c, _)| !crate::have(c) && !Path::new("/usr/sbin").join(c).exists())
+        .map(|(_, p)| *p)
+        .collect();
+    if !busybox_is_static() {
+        missing.push("busybox-static");
+    }
+    if newest_kernel().is_err() {
+        missing.push("linux-image-amd64");
+    }
+    if !Path::new("/usr/bin/python3").exists() {
+        missing.push("python3");
+    }
+    missing
+}
+
+/// A 64-bit ELF executable without a program interpreter (no `PT_INTERP` program header).
+fn busybox_is_static() -> bool {
+    let Ok(elf) = std::fs::read(BUSYBOX) else {
+        return false;
+    };
+    let u16_at = |o: usize| elf.get(o..o + 2).map(|b| u16::from_le_bytes([b[0], b[1]]) as usize);
+    let u64_at = |o: usize| {
+        elf.get(o..o + 8)
+            .and_then(|b| b.try_into().ok())
+            .map(|b| u64::from_le_bytes(b) as usize)
+    };
+    let (Some(phoff), Some(size), Some(count)) = (u64_at(0x20), u16_at(0x36), u16_at(0x38)) else {
+        return false;
+    };
+    const PT_INTERP: u32 = 3;
+    elf.starts_with(b"\x7fELF\x02")
+        && (0..count).all(|i| {
+            elf.get(phoff + i * size..phoff + i * size + 4)
+                .is_some_and(|t| u32::from_le_bytes([t[0], t[1], t[2], t[3]]) != PT_INTERP)
+        })
+}
+
+pub fn run(filter: Option<&str>) -> Result<()> {
+    if let Some(why) = unsupported() {
+        eprintln!("system-test: skipped: {why}");
+        return Ok(());
+    }
+    let missing = missing_packages();
+    if !missing.is_empty() {
+        bail!(
+            "the system tests need these Debian packages: {}\ninstall them with `cargo xtask setup` (as root) or\n  \
+             sudo apt-get install -y {}",
+            missing.join(", "),
+            missing.join(" ")
+        );
+    }
+    sh(cargo().args(["build", "--bins"]))?;
+    let dir = std::env::current_dir()?.join(DIR);
+    std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    let (version, vmlinuz) = newest_kernel()?;
+    kernel(&dir, &version, &vmlinuz)?;
+    initramfs(&dir, &version)?;
+    let mut test = cargo();
+    test.args(["test", "-p", "tolomeo-system-tests", "--"]);
+    if let Some(f) = filter {
+        test.arg(f);
+    }
+    test.args(["--ignored", "--test-threads=2"]).env("TOLOMEO_VM_DIR", &dir);
+    sh(&mut test)
+}
+
+/// The newest kernel in /boot that has its modules: its version and the vmlinuz.
+fn newest_kernel() -> Result<(String, PathBuf)> {
+    let mut found: Vec<(String, PathBuf)> = std::fs::read_dir("/boot")
+        .context("cannot read /boot")?
+        .filter_map(|e| e.ok())
+        .filter_map(|e| {
+            let name = e.file_name().to_string_lossy().into_owned();
+            let version = name.strip_prefix("vmlinuz-")?.to_string();
+            Path::new("/lib/modules")
+                .join(&version)
+                .join("modules.dep")
+                .exists()
+                .then(|| (version, e.path()))
+        })
+        .collect();
+    found.sort_by_key(|a| natural(&a.0));
+    found
+        .pop()
+        .context("no kernel with modules in /boot and /lib/modules (package linux-image-amd64)")
+}
+
+/// A version string as numbers and words, so that 6.1.0-10 sorts after 6.1.0-9.
+fn natural(v: &str) -> Vec<(u64, String)> {
+    v.split(|c: char| !c.is_ascii_alphanumeric())
+        .map(|p| (p.parse().unwrap_or(0), p.to_string()))
+        .collect()
+}
+
+/// `vmlinux` from `vmlinuz`: the kernel's payload is an xz (or zstd, gzip) stream after the
+/// boot code; unpack the first one that gives an ELF file, as the kernel's own
+/// scripts/extract-vmlinux does.
+fn kernel(dir: &Path, version: &str, vmlinuz: &Path) -> Result<()> {
+    let out = dir.join("vmlinux");
+    let stamp = dir.join("vmlinux.version");
+    if out.exists() && std::fs::read_to_string(&stamp).is_ok_and(|v| v == version) {
+        return Ok(());
+    }
+    let image = std::fs::read(vmlinuz).with_context(|| format!("cannot read {}", vmlinuz.display()))?;
+    let formats: [(&[u8], &str, &[&str]); 3] = [
+        (b"\xfd7zXZ\x00", "xz", &["-dc", "--single-stream"]),
+        (b"\x28\xb5\x2f\xfd", "zstd", &["-dc"]),
+        (b"\x1f\x8b\x08\x00", "gzip", &["-dc"]),
+    ];
+    for (magic, tool, args) in formats {
+        for (offset, _) in image.windows(magic.len()).enumerate().filter(|(_, w)| *w == magic) {
+            let Ok(mut child) = Command::new(tool)
+                .args(args)
+                .stdin(Stdio::piped())
+                .stdout(Stdio::piped())
+                .stderr(Stdio::null())
+                .spawn()
+            else {
+                break;
+            };
+            let payload = image[offset..].to_vec();
+            let mut stdin = child.stdin.take().context("stdin")?;
+            let writer = std::thread::spawn(move || std::io::Write::write_all(&mut stdin, &payload));
+            let output = child.wait_with_output()?;
+            let _ = writer.join();
+            if output.stdout.starts_with(b"\x7fELF") {
+                std::fs::write(&out, &output.stdout).with_context(|| format!("cannot write {}", out.display()))?;
+                std::fs::write(&stamp, version)?;
+                eprintln!("system-test: {} from {}", out.display(), vmlinuz.display());
+                return Ok(());
+            }
+        }
+    }
+    bail!("found no compressed ELF kernel in {}", vmlinuz.display())
+}
+
+/// The initramfs: busybox, the modules in load order, init, and where the agent is.
+fn initramfs(dir: &Path, version: &str) -> Result<()> {
+    let stage = dir.join("initramfs");
+    if stage.exists() {
+        std::fs::remove_dir_all(&stage)?;
+    }
+    for d in ["bin", "modules", "proc", "sys", "dev", "host"] {
+        std::fs::create_dir_all(stage.join(d))?;
+    }
+    std::fs::copy(BUSYBOX, stage.join("bin/busybox")).context("cannot copy busybox")?;
+    let modules = Path::new("/lib/modules").join(version);
+    let order = load_order(&modules, MODULES)?;
+    for (i, module) in order.iter().enumerate() {
+        let name = module
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        let (base, unpack): (&str, Option<&str>) = if let Some(b) = name.strip_suffix(".xz") {
+            (b, Some("xz"))
+        } else if let Some(b) = name.strip_suffix(".zst") {
+            (b, Some("zstd"))
+        } else {
+            (&name, None)
+        };
+        let target = stage.join("modules").join(format!("{:02}-{base}", i + 10));
+        let source = modules.join(module);
+        match unpack {
+            None => {
+                std::fs::copy(&source, &target).with_context(|| format!("cannot copy {}", source.display()))?;
+            }
+            Some(tool) => {
+                let out = Command::new(tool).arg("-dc").arg(&source).output()?;
+                if !out.status.success() {
+                    bail!("cannot unpack {}", source.display());
+                }
+                std::fs::write(&target, out.stdout)?;
+            }
+        }
+    }
+    let init = Path::new("tests/guest/init");
+    std::fs::copy(init, stage.join("init")).with_context(|| format!("cannot copy {}", init.display()))?;
+    let agent = std::env::current_dir()?.join("tests/guest/agent");
+    std::fs::write(stage.join("agent-path"), agent.display().to_string())?;
+    let cpio = std::fs::File::create(dir.join("initramfs.cpio"))?;
+    let status = Command::new("sh")
+        .args(["-c", "find . -print | LC_ALL=C sort | cpio -o -H newc --quiet"])
+        .current_dir(&stage)
+        .stdout(cpio)
+        .status()?;
+    if !status.success() {
+        bail!("cpio failed: {status}");
+    }
+    std::fs::remove_dir_all(&stage)?;
+    Ok(())
+}
+
+/// `wanted` and everything they need, each after what it needs (paths relative to `modules`).
+fn load_order(modules: &Path, wanted: &[&str]) -> Result<Vec<PathBuf>> {
+    let dep_file = modules.join("modules.dep");
+    let text = std::fs::read_to_string(&dep_file).with_context(|| format!("cannot read {}", dep_file.display()))?;
+    let mut deps: BTreeMap<String, (PathBuf, Vec<String>)> = BTreeMap::new();
+    let name_of = |p: &str| {
+        let file = p.rsplit('/').next().unwrap_or(p);
+        file.split(".ko").next().unwrap_or(file).replace('_', "-")
+    };
+    for line in text.lines() {
+        let Some((module, needs)) = line.split_once(':') else {
+            continue;
+        };
+        deps.insert(
+            name_of(module),
+            (PathBuf::from(module), needs.split_whitespace().map(name_of).collect()),
+        );
+    }
+    // Built into this kernel: nothing to load (another kernel may build in what Debian's loads).
+    let builtin = std::fs::read_to_string(modules.join("modules.builtin")).unwrap_or_default();
+    let mut seen: BTreeSet<String> = builtin.lines().map(name_of).collect();
+    let mut order = Vec::new();
+    fn visit(
+        name: &str,
+        deps: &BTreeMap<String, (PathBuf, Vec<String>)>,
+        seen: &mut BTreeSet<String>,
+        order: &mut Vec<PathBuf>,
+    ) -> Result<()> {
+        if !seen.insert(name.to_string()) {
+            return Ok(());
+        }
+        let (path, needs) = deps
+            .get(name)
+            .with_context(|| format!("kernel module {name} is not in modules.dep (built into the kernel?)"))?;
+        for n in needs {
+            visit(n, deps, seen, order)?;
+        }
+        order.push(path.clone());
+        Ok(())
+    }
+    for w in wanted {
+        visit(&w.replace('_', "-"), &deps, &mut seen, &mut order)?;
+    }
+    Ok(order)
+}
