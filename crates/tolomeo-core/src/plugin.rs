@@ -148,6 +148,22 @@ impl TaskManager {
         });
     }
 
+    /// Run a task that ends by itself once `shutdown` (the token it is given) is cancelled,
+    /// for a task that holds readings it must hand over before the service stops (an open
+    /// aggregation window). The service waits for it before it drains the readings, so it
+    /// must end promptly after the token is cancelled.
+    pub fn spawn_finishing<F, Fut>(&self, name: &'static str, task: F)
+    where
+        F: FnOnce(CancellationToken) -> Fut,
+        Fut: Future<Output = ()> + Send + 'static,
+    {
+        let fut = task(self.token.clone());
+        self.tracker.spawn(async move {
+            fut.await;
+            tracing::debug!(task = name, "task ended");
+        });
+    }
+
     /// The shutdown signal, for tasks that want to finish cleanly themselves.
     pub fn shutdown_token(&self) -> CancellationToken {
         self.token.clone()

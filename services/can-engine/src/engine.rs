@@ -7,6 +7,7 @@ use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 use std::time::{Duration, Instant};
 
 use tokio::sync::{mpsc, oneshot, watch};
+use tokio_util::sync::CancellationToken;
 use tolomeo_core::config::ConfigError;
 use tolomeo_core::{Command, Health, Metric, PluginContext, PluginError, Reading, Readings, SensorPlugin, async_trait};
 
@@ -122,8 +123,20 @@ impl CanEngine {
         s.detail = detail;
     }
 
+    /// Read the source until the service stops, then hand over what the open windows hold.
+    async fn read_loop(self: Arc<Self>, readings: Readings, poll: watch::Receiver<Duration>, stop: CancellationToken) {
+        tokio::select! {
+            () = self.clone().read_source(readings.clone(), poll) => {}
+            () = stop.cancelled() => {}
+        }
+        // Stopped or ended: what the open windows hold is delivered too.
+        let mut out = Vec::new();
+        lock(&self.pipeline).flush(&mut out);
+        deliver(&readings, out, false).await;
+    }
+
     /// Open the source and read it until it ends; reopen with backoff when it fails.
-    async fn read_loop(self: Arc<Self>, readings: Readings, mut poll: watch::Receiver<Duration>) {
+    async fn read_source(self: Arc<Self>, readings: Readings, mut poll: watch::Receiver<Duration>) {
         let Some(mut requests) = lock(&self.requests_rx).take() else {
             return;
         };
@@ -448,6 +461,8 @@ impl SensorPlugin for CanEngine {
         let me = self.clone();
         let readings = ctx.readings.clone();
         let poll = ctx.poll_time.clone();
-        ctx.tasks.spawn("can reader", me.read_loop(readings, poll));
+        // It ends by itself at shutdown, after handing over the open aggregation windows.
+        ctx.tasks
+            .spawn_finishing("can reader", |stop| me.read_loop(readings, poll, stop));
     }
 }
