@@ -63,11 +63,52 @@ pub struct Vm {
     writer: OwnedWriteHalf,
     dir: tempfile::TempDir,
     shared: tempfile::TempDir,
+    broker_port: Option<u16>,
+    serial_pty: Option<PathBuf>,
+}
+
+/// Which guest.
+enum Guest {
+    /// This machine's files, busybox's init, the agent as PID 1's child.
+    Host,
+    /// The Debian image with systemd as PID 1, the agent a unit of it.
+    Systemd,
 }
 
 impl Vm {
-    /// Boot a guest and wait until its agent answers.
+    /// Boot a guest that sees this machine's files and wait until its agent answers.
     pub async fn boot() -> Vm {
+        Self::start(Guest::Host).await
+    }
+
+    /// Boot the Debian image (`target/system-test/rootfs`) with systemd as PID 1, the
+    /// services installed from `target/system-test/dist` as the packages install them, its
+    /// nats-server reachable on this machine at [`Vm::broker_port`], and a second serial port
+    /// (`/dev/ttyS1`) backed by a pty of this machine ([`Vm::serial_pty`]).
+    pub async fn boot_systemd() -> Vm {
+        let mut vm = Self::start(Guest::Systemd).await;
+        // As a package manager unpacks: through /lib -> usr/lib of a merged-/usr system.
+        vm.ok(
+            "tar -C /mnt/dist -cf - . | tar -C / -xf - --keep-directory-symlink --no-same-owner
+             systemd-sysusers && systemctl daemon-reload",
+        )
+        .await;
+        vm
+    }
+
+    /// The port on this machine's loopback that reaches the systemd guest's nats-server.
+    pub fn broker_port(&self) -> u16 {
+        self.broker_port.expect("only the systemd guest has a broker")
+    }
+
+    /// The pty of this machine behind the systemd guest's `/dev/ttyS1`.
+    pub fn serial_pty(&self) -> &Path {
+        self.serial_pty
+            .as_deref()
+            .expect("only the systemd guest has a second serial port")
+    }
+
+    async fn start(guest: Guest) -> Vm {
         let (kernel, initramfs) = assets();
         let dir = tolomeo_testkit::temp_dir();
         let shared_root = workspace().join("target/system-test/shared");
@@ -87,18 +128,47 @@ impl Vm {
             .arg(&kernel)
             .arg("-initrd")
             .arg(&initramfs)
-            .arg("-append")
-            .arg(format!(
-                "console=ttyS0 quiet panic=-1 rdinit=/init TOLOMEO_SHARED={}",
-                shared.path().display()
-            ))
             .arg("-serial")
-            .arg(format!("file:{}", console.display()))
-            .args(["-netdev", "user,id=n0", "-device", "virtio-net-pci,netdev=n0"])
-            .args([
-                "-virtfs",
-                "local,path=/,mount_tag=host,security_model=none,readonly=on,multidevs=remap",
-            ])
+            .arg(format!("file:{}", console.display()));
+        let mut append = format!(
+            "console=ttyS0 quiet panic=-1 rdinit=/init TOLOMEO_SHARED={}",
+            shared.path().display()
+        );
+        let mut netdev = "user,id=n0".to_string();
+        let mut broker_port = None;
+        match guest {
+            Guest::Host => {
+                cmd.args([
+                    "-virtfs",
+                    "local,path=/,mount_tag=host,security_model=none,readonly=on,multidevs=remap",
+                ]);
+            }
+            Guest::Systemd => {
+                let rootfs = kernel.with_file_name("rootfs");
+                let dist = kernel.with_file_name("dist");
+                assert!(
+                    rootfs.join("sbin/init").exists() && dist.exists(),
+                    "no image or dist in {}: run the system tests with `cargo xtask system-test`",
+                    rootfs.display()
+                );
+                cmd.arg("-virtfs").arg(format!(
+                    "local,path={},mount_tag=root,security_model=none,readonly=on,multidevs=remap",
+                    rootfs.display()
+                ));
+                cmd.arg("-virtfs").arg(format!(
+                    "local,path={},mount_tag=dist,security_model=none,readonly=on",
+                    dist.display()
+                ));
+                cmd.args(["-chardev", "pty,id=rtu", "-device", "isa-serial,chardev=rtu"]);
+                append.push_str(" TOLOMEO_MODE=systemd net.ifnames=0 systemd.show_status=false");
+                let port = tolomeo_testkit::free_port();
+                netdev.push_str(&format!(",hostfwd=tcp:127.0.0.1:{port}-10.0.2.15:4222"));
+                broker_port = Some(port);
+            }
+        }
+        cmd.arg("-append")
+            .arg(append)
+            .args(["-netdev", &netdev, "-device", "virtio-net-pci,netdev=n0"])
             .arg("-virtfs")
             .arg(format!(
                 "local,path={},mount_tag=shared,security_model=none",
@@ -108,7 +178,7 @@ impl Vm {
             .arg(format!("socket,id=ctl,path={}", socket.display()))
             .args(["-device", "virtserialport,chardev=ctl,name=ctl"])
             .stdin(Stdio::null())
-            .stdout(Stdio::null())
+            .stdout(qemu_log.try_clone().expect("qemu.log"))
             .stderr(qemu_log)
             .kill_on_drop(true);
         let mut child = cmd
@@ -122,12 +192,20 @@ impl Vm {
             .unwrap_or_else(|_| panic!("qemu did not connect to the control socket"))
             .expect("accept the control connection");
         let (r, writer) = stream.into_split();
+        // qemu says which pty it made: "char device redirected to /dev/pts/N (label rtu)".
+        let serial_pty = read(&dir.path().join("qemu.log"))
+            .lines()
+            .find(|l| l.contains("(label rtu)"))
+            .and_then(|l| l.split_whitespace().find(|w| w.starts_with("/dev/pts/")))
+            .map(PathBuf::from);
         let mut vm = Vm {
             child,
             reader: BufReader::new(r),
             writer,
             dir,
             shared,
+            broker_port,
+            serial_pty,
         };
         let mut line = String::new();
         let started = Instant::now();

@@ -135,19 +135,50 @@ pub fn dist(triple: &str) -> Result<()> {
     let version = workspace_version()?;
     let name = format!("tolomeo-rust-{version}-{triple}");
     let stage = PathBuf::from("target/dist").join(&name);
+    layout(&bins, &stage)?;
+    std::fs::create_dir_all("dist")?;
+    let tarball = PathBuf::from("dist").join(format!("{name}.tar.gz"));
+    sh(Command::new("tar")
+        .args(["--owner=0", "--group=0", "--numeric-owner", "-czf"])
+        .arg(&tarball)
+        .arg("-C")
+        .arg(&stage)
+        .args(
+            LAYOUT
+                .iter()
+                .map(|d| d.split('/').next().unwrap_or(d))
+                .collect::<std::collections::BTreeSet<_>>(),
+        ))?;
+    println!(
+        "{}: unpack on the device with `tar -xzf {name}.tar.gz -C /`",
+        tarball.display()
+    );
+    Ok(())
+}
+
+/// The directories of a device's root file system that the packages fill.
+const LAYOUT: [&str; 5] = [
+    "usr/bin",
+    "usr/lib/sysusers.d",
+    "lib/systemd/system",
+    "etc/tolomeo",
+    "etc/default",
+];
+
+/// The binaries in `bins` with the units, configurations, environment file and sysusers.d
+/// file, laid out in `stage` as on the device (what the Yocto packages install). The system
+/// tests install it into their guest.
+pub fn layout(bins: &Path, stage: &Path) -> Result<()> {
     if stage.exists() {
-        std::fs::remove_dir_all(&stage)?;
+        std::fs::remove_dir_all(stage)?;
     }
-    let dirs = [
-        "usr/bin",
-        "usr/lib/sysusers.d",
-        "lib/systemd/system",
-        "etc/tolomeo",
-        "etc/default",
-    ];
-    for d in dirs {
+    for d in LAYOUT {
         std::fs::create_dir_all(stage.join(d))?;
     }
+    copy(
+        Path::new("packaging/sysusers/tolomeo-rust.conf"),
+        &stage.join("usr/lib/sysusers.d/tolomeo-rust.conf"),
+    )?;
     for (_, bin) in BINARIES {
         copy(&bins.join(bin), &stage.join("usr/bin").join(bin))?;
     }
@@ -165,22 +196,6 @@ pub fn dist(triple: &str) -> Result<()> {
         Path::new("packaging/default/tolomeo"),
         &stage.join("etc/default/tolomeo"),
     )?;
-    std::fs::create_dir_all("dist")?;
-    let tarball = PathBuf::from("dist").join(format!("{name}.tar.gz"));
-    sh(Command::new("tar")
-        .args(["--owner=0", "--group=0", "--numeric-owner", "-czf"])
-        .arg(&tarball)
-        .arg("-C")
-        .arg(&stage)
-        .args(
-            dirs.iter()
-                .map(|d| d.split('/').next().unwrap_or(d))
-                .collect::<std::collections::BTreeSet<_>>(),
-        ))?;
-    println!(
-        "{}: unpack on the device with `tar -xzf {name}.tar.gz -C /`",
-        tarball.display()
-    );
     Ok(())
 }
 

@@ -11,6 +11,13 @@
 //!   their dependencies, from `modules.dep`), and `tests/guest/init`, which mounts this
 //!   machine's root read-only and runs `tests/guest/agent`. Made on every run (a second).
 //!
+//! - `target/system-test/rootfs`: Debian bookworm made by `debootstrap` with systemd, udev,
+//!   Debian's nats-server, iproute2, can-utils and socat, for the tests under systemd. Made
+//!   once (about 30 s plus downloads); made anew when [`IMAGE_PACKAGES`] change or it is removed.
+//! - `target/system-test/dist`: the device's layout of `cargo xtask dist` (units, users,
+//!   configurations, `/etc/default/tolomeo`) around the debug binaries that `cargo build`
+//!   made, which the systemd guest installs as the packages would.
+//!
 //! Then `cargo test -p tolomeo-system-tests -- --ignored`, whose tests boot one guest each.
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -33,6 +40,7 @@ const MODULES: &[&str] = &[
     "9p",
     "vcan",
     "can-raw",
+    "overlay",
 ];
 
 /// Debian packages: the command each step runs, and its package.
@@ -42,7 +50,14 @@ pub const TOOLS: &[(&str, &str)] = &[
     ("xz", "xz-utils"),
     ("candump", "can-utils"),
     ("ip", "iproute2"),
+    ("debootstrap", "debootstrap"),
 ];
+
+/// What the systemd guest's image holds besides the minimal base.
+pub const IMAGE_PACKAGES: &str = "systemd,systemd-sysv,udev,dbus,nats-server,iproute2,can-utils,kmod,socat";
+/// The image's Debian release and where its packages come from.
+const IMAGE_SUITE: &str = "bookworm";
+const IMAGE_MIRROR: &str = "http://deb.debian.org/debian";
 
 /// The busybox the initramfs needs: static, from `busybox-static`.
 const BUSYBOX: &str = "/bin/busybox";
@@ -116,6 +131,8 @@ pub fn run(filter: Option<&str>) -> Result<()> {
     let (version, vmlinuz) = newest_kernel()?;
     kernel(&dir, &version, &vmlinuz)?;
     initramfs(&dir, &version)?;
+    image(&dir)?;
+    dist(&dir.join("dist"))?;
     let mut test = cargo();
     test.args(["test", "-p", "tolomeo-system-tests", "--"]);
     if let Some(f) = filter {
@@ -238,6 +255,9 @@ fn initramfs(dir: &Path, version: &str) -> Result<()> {
     std::fs::copy(init, stage.join("init")).with_context(|| format!("cannot copy {}", init.display()))?;
     let agent = std::env::current_dir()?.join("tests/guest/agent");
     std::fs::write(stage.join("agent-path"), agent.display().to_string())?;
+    // For the systemd guest, which does not see this machine's files.
+    std::fs::copy(&agent, stage.join("agent"))?;
+    std::fs::copy("tests/guest/agent.service", stage.join("agent.service"))?;
     let cpio = std::fs::File::create(dir.join("initramfs.cpio"))?;
     let status = Command::new("sh")
         .args(["-c", "find . -print | LC_ALL=C sort | cpio -o -H newc --quiet"])
@@ -295,4 +315,72 @@ fn load_order(modules: &Path, wanted: &[&str]) -> Result<Vec<PathBuf>> {
         visit(&w.replace('_', "-"), &deps, &mut seen, &mut order)?;
     }
     Ok(order)
+}
+
+/// The Debian image of the systemd guest (see the module's documentation).
+fn image(dir: &Path) -> Result<()> {
+    let root = dir.join("rootfs");
+    let stamp = dir.join("rootfs.packages");
+    let want = format!("{IMAGE_SUITE} {IMAGE_PACKAGES}");
+    if root.join("sbin/init").exists() && std::fs::read_to_string(&stamp).is_ok_and(|s| s == want) {
+        return Ok(());
+    }
+    if !crate::is_root() {
+        bail!(
+            "making the systemd guest's image with debootstrap needs root (it is made once, in {})",
+            root.display()
+        );
+    }
+    let partial = dir.join("rootfs.partial");
+    for d in [&root, &partial] {
+        if d.exists() {
+            std::fs::remove_dir_all(d).with_context(|| format!("cannot remove {}", d.display()))?;
+        }
+    }
+    eprintln!("system-test: making the systemd guest's image (debootstrap {IMAGE_SUITE}, once)");
+    sh(Command::new("debootstrap")
+        .args(["--variant=minbase", &format!("--include={IMAGE_PACKAGES}"), IMAGE_SUITE])
+        .arg(&partial)
+        .arg(IMAGE_MIRROR))?;
+    let write = |path: &str, text: &str| -> Result<()> {
+        let p = partial.join(path);
+        if let Some(parent) = p.parent() {
+            std::fs::create_dir_all(parent)?;
+        }
+        std::fs::write(&p, text).with_context(|| format!("cannot write {}", p.display()))
+    };
+    write("etc/hostname", "tolomeo-test\n")?;
+    // The broker is reached from the host through qemu's port forward to the guest's address.
+    write(
+        "etc/nats-server.conf",
+        "# The system tests' guest: reachable from the host through qemu's port forward.\nhost: 0.0.0.0\nport: 4222\n",
+    )?;
+    // Nothing that only slows the boot down or waits for a terminal.
+    for unit in [
+        "e2scrub_reap.service",
+        "serial-getty@ttyS0.service",
+        "getty@tty1.service",
+        "apt-daily.timer",
+        "apt-daily-upgrade.timer",
+        "systemd-timesyncd.service",
+    ] {
+        let link = partial.join("etc/systemd/system").join(unit);
+        let _ = std::fs::remove_file(&link);
+        std::os::unix::fs::symlink("/dev/null", &link).with_context(|| format!("cannot mask {unit}"))?;
+    }
+    std::fs::rename(&partial, &root)?;
+    std::fs::write(&stamp, want)?;
+    Ok(())
+}
+
+/// The device's layout around the debug binaries, without their debug information (the
+/// guest's writable layer is memory, and they are copied into it).
+fn dist(stage: &Path) -> Result<()> {
+    crate::cross::layout(Path::new("target/debug"), stage)?;
+    for (_, bin) in crate::cross::BINARIES {
+        sh(Command::new("strip")
+            .arg("--strip-debug")
+            .arg(stage.join("usr/bin").join(bin)))?;
+    }
+    Ok(())
 }
