@@ -206,7 +206,7 @@ async fn link_down_and_up_and_deleted_and_created_again() {
 
     // Down, with no frame on the bus afterwards: only the socket's error can tell.
     vm.ok("ip link set vcan0 down").await;
-    let down = status_until(&client, SERVICE, Duration::from_secs(5), |st| st["healthy"] == false)
+    let down = status_until(&client, SERVICE, Duration::from_secs(15), |st| st["healthy"] == false)
         .await
         .unwrap_or_else(|last| panic!("the service did not see the link go down: {last}"));
     let detail = down["detail"].as_str().unwrap_or_default();
@@ -224,7 +224,7 @@ async fn link_down_and_up_and_deleted_and_created_again() {
     let before = counters(&client).await["frames"].as_u64().unwrap_or(0);
     vm.ok(&format!("ip link set vcan0 up && cangen vcan0 {EEC1} -n 20 -g 2"))
         .await;
-    status_until(&client, SERVICE, Duration::from_secs(5), |st| st["healthy"] == true)
+    status_until(&client, SERVICE, Duration::from_secs(15), |st| st["healthy"] == true)
         .await
         .unwrap_or_else(|last| panic!("the service did not see the link come up: {last}"));
     let after = counters(&client).await["frames"].as_u64().unwrap_or(0);
@@ -235,12 +235,12 @@ async fn link_down_and_up_and_deleted_and_created_again() {
 
     // Deleted: unhealthy; created again: read again, without a restart.
     vm.ok("ip link del vcan0").await;
-    let gone = status_until(&client, SERVICE, Duration::from_secs(5), |st| st["healthy"] == false)
+    let gone = status_until(&client, SERVICE, Duration::from_secs(15), |st| st["healthy"] == false)
         .await
         .unwrap_or_else(|last| panic!("the service did not see the interface go: {last}"));
     assert!(gone["detail"].as_str().unwrap_or_default().contains("vcan0"), "{gone}");
     vm.ok("ip link add vcan0 type vcan && ip link set vcan0 up").await;
-    status_until(&client, SERVICE, Duration::from_secs(5), |st| st["healthy"] == true)
+    status_until(&client, SERVICE, Duration::from_secs(15), |st| st["healthy"] == true)
         .await
         .unwrap_or_else(|last| panic!("the service did not open the new vcan0: {last}"));
     let before = counters(&client).await["frames"].as_u64().unwrap_or(0);
