@@ -6,48 +6,33 @@
 
 use std::time::{Duration, Instant};
 
-use tolomeo_system_tests::{Vm, binary, guest_url, status_until, workspace};
-use tolomeo_testkit::{NatsServer, Received, Recorder, ServiceProcess, call};
+use tolomeo_system_tests::{Vm, binary, guest_url, workspace};
+use tolomeo_testkit::{NatsServer, Received, Recorder, ServiceProcess, call, records, status_until};
 
 const SERVICE: &str = "can-engine";
 /// An EEC1 frame of the demo recording: engine speed bytes 4-5 = 0x177C, 6012 x 0.125 rpm.
 const EEC1: &str = "-e -I 0CF00400 -L 8 -D F188877C17FFF0FF";
 
-/// `(t, v)` of every record named `name`, in arrival order.
-fn records(msgs: &[Received], name: &str) -> Vec<(f64, f64)> {
-    msgs.iter()
-        .flat_map(|m| m.json().as_array().cloned().unwrap_or_default())
-        .filter(|r| r["n"] == name)
-        .filter_map(|r| Some((r["t"].as_f64()?, r["v"].as_f64()?)))
-        .collect()
-}
-
-/// A configuration file in the directory the guest shares.
-fn config(vm: &Vm, name: &str, can: &str) -> String {
-    let path = vm.shared_dir().join(name);
-    let text = format!("[service]\npoll_time_ms = 500\nheartbeat_interval_ms = 500\n\n[can]\n{can}\n");
-    std::fs::write(&path, text).expect("write the configuration");
-    path.display().to_string()
-}
-
-/// Start tlm-can-engine in the guest with `config`, against the broker on `port`.
-async fn start_engine(vm: &mut Vm, config: &str, port: u16) {
-    let bin = binary("tlm-can-engine");
+/// Run tlm-can-engine in the guest on vcan0 (made when missing), with `[can]` = `can`, against
+/// the broker on this machine's `port`; returns when it reads the interface (healthy). Its log
+/// is in the shared directory, printed if the test fails.
+async fn engine_on_vcan0(vm: &mut Vm, client: &async_nats::Client, port: u16, can: &str) {
+    let config = vm.shared_dir().join("can-engine.toml");
+    let text =
+        format!("[service]\npoll_time_ms = 500\nheartbeat_interval_ms = 500\n\n[can]\ninterface = \"vcan0\"\n{can}\n");
+    std::fs::write(&config, text).expect("write the configuration");
     vm.ok(&format!(
-        "cd /tmp && DEVICE_SERIAL_NUMBER=SN-VM NATS_URL={} RUST_LOG=info {} --config {config} \
+        "ip link show vcan0 >/dev/null 2>&1 || {{ ip link add vcan0 type vcan && ip link set vcan0 up; }}
+         cd /tmp && DEVICE_SERIAL_NUMBER=SN-VM NATS_URL={} RUST_LOG=info {} --config {} \
          >{}/can-engine.log 2>&1 &",
         guest_url(port),
-        bin.display(),
+        binary("tlm-can-engine").display(),
+        config.display(),
         vm.shared_dir().display()
     ))
     .await;
-}
-
-/// Wait until the service reads the interface (healthy); panics with its log otherwise.
-async fn wait_reading(client: &async_nats::Client) -> serde_json::Value {
-    match status_until(client, SERVICE, Duration::from_secs(60), |st| st["healthy"] == true).await {
-        Ok(st) => st,
-        Err(last) => panic!("can-engine did not become healthy on vcan0 (last status {last})"),
+    if let Err(last) = status_until(client, SERVICE, Duration::from_secs(60), |st| st["healthy"] == true).await {
+        panic!("can-engine did not become healthy on vcan0 (last status {last})");
     }
 }
 
@@ -84,11 +69,17 @@ async fn canplayer_onto_vcan0_gives_what_the_replay_gives() {
     let client = nats.client().await;
     let mut vm = Vm::boot().await;
     let log = log_slice(&vm, 10.0);
-    let eec1_lines = std::fs::read_to_string(&log)
+    // SAE J1939-71 by hand: EEC1 bytes 4-5, little endian, 0.125 rpm per bit.
+    let by_hand: Vec<f64> = std::fs::read_to_string(&log)
         .expect("slice")
         .lines()
-        .filter(|l| l.contains(" 0CF00400#"))
-        .count();
+        .filter_map(|l| l.split(" 0CF00400#").nth(1))
+        .map(|d| {
+            let byte = |i: usize| u8::from_str_radix(&d[2 * i..2 * i + 2], 16).expect("hex data");
+            f64::from(u16::from_le_bytes([byte(3), byte(4)])) * 0.125
+        })
+        .collect();
+    let eec1_lines = by_hand.len();
     assert_eq!(eec1_lines, 500, "10 s of EEC1 at 50 Hz");
 
     // The same log through `replay`, on this machine.
@@ -116,10 +107,7 @@ async fn canplayer_onto_vcan0_gives_what_the_replay_gives() {
     data.clear();
 
     // The log onto vcan0 in the guest, read by the service from SocketCAN.
-    let cfg = config(&vm, "vcan.toml", "interface = \"vcan0\"\naggregate = \"none\"");
-    vm.ok("ip link add vcan0 type vcan && ip link set vcan0 up").await;
-    start_engine(&mut vm, &cfg, nats.port()).await;
-    wait_reading(&client).await;
+    engine_on_vcan0(&mut vm, &client, nats.port(), "aggregate = \"none\"").await;
     vm.sh_timeout(
         &format!("canplayer -I {} vcan0=can0", log.display()),
         Duration::from_secs(120),
@@ -134,6 +122,7 @@ async fn canplayer_onto_vcan0_gives_what_the_replay_gives() {
     let got = records(&data.messages(), "engine:rpm");
     assert_eq!(got.len(), want.len(), "as many values from vcan0 as from the replay");
     let values = |s: &[(f64, f64)]| s.iter().map(|(_, v)| *v).collect::<Vec<_>>();
+    assert_eq!(values(&want), by_hand, "the replay decodes the log's engine speeds");
     assert_eq!(values(&got), values(&want), "the same values in the same order");
     // canplayer keeps the log's spacing; the service stamps frames as they arrive.
     let (g0, w0) = (got[0].0, want[0].0);
@@ -161,10 +150,7 @@ async fn frames_the_configuration_does_not_decode_never_reach_the_process() {
     let nats = NatsServer::start();
     let client = nats.client().await;
     let mut vm = Vm::boot().await;
-    let cfg = config(&vm, "j1939.toml", "interface = \"vcan0\"\nmode = \"j1939\"");
-    vm.ok("ip link add vcan0 type vcan && ip link set vcan0 up").await;
-    start_engine(&mut vm, &cfg, nats.port()).await;
-    wait_reading(&client).await;
+    engine_on_vcan0(&mut vm, &client, nats.port(), "mode = \"j1939\"").await;
     let sent = vm
         .ok(&format!(
             "candump -L vcan0 >/tmp/all.log & dump=$!; sleep 0.5
@@ -195,10 +181,7 @@ async fn link_down_and_up_and_deleted_and_created_again() {
     let client = nats.client().await;
     let beats = Recorder::start(&client, "heartbeat.can-engine.service").await;
     let mut vm = Vm::boot().await;
-    let cfg = config(&vm, "j1939.toml", "interface = \"vcan0\"");
-    vm.ok("ip link add vcan0 type vcan && ip link set vcan0 up").await;
-    start_engine(&mut vm, &cfg, nats.port()).await;
-    wait_reading(&client).await;
+    engine_on_vcan0(&mut vm, &client, nats.port(), "").await;
     beats
         .wait_until("a heartbeat", Duration::from_secs(10), |b| !b.is_empty())
         .await;
@@ -270,13 +253,8 @@ async fn obd2_against_a_simulated_ecu() {
         shared = vm.shared_dir().display()
     ))
     .await;
-    let cfg = config(
-        &vm,
-        "obd2.toml",
-        "interface = \"vcan0\"\nmode = \"obd2\"\naggregate = \"last\"\n\n[can.obd2]\npids = [5, 13]\ntimeout_ms = 500",
-    );
-    start_engine(&mut vm, &cfg, nats.port()).await;
-    wait_reading(&client).await;
+    let can = "mode = \"obd2\"\naggregate = \"last\"\n\n[can.obd2]\npids = [5, 13]\ntimeout_ms = 500";
+    engine_on_vcan0(&mut vm, &client, nats.port(), can).await;
 
     // SAE J1979 by hand: (256 x 0x1A + 0xF8) / 4 rpm, 0x7B - 40 degC, 0x58 km/h.
     let want = [

@@ -8,9 +8,11 @@ use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use tolomeo_system_tests::{Vm, workspace};
-use tolomeo_testkit::{Received, Recorder, free_port};
+use tolomeo_testkit::{Received, Recorder, free_port, records};
 
 const SERIAL: &str = "SN-SYSTEMD";
+/// cangen's arguments for an EEC1 frame: engine speed bytes 4-5 = 0x177C, 6012 x 0.125 rpm.
+const EEC1: &str = "-e -I 0CF00400 -L 8 -D F188877C17FFF0FF";
 
 /// A property of a unit (`systemctl show -p`).
 async fn show(vm: &mut Vm, unit: &str, property: &str) -> String {
@@ -56,11 +58,7 @@ fn names(msgs: &[Received], serial: &str) -> BTreeSet<String> {
 }
 
 fn values(msgs: &[Received], name: &str) -> Vec<f64> {
-    msgs.iter()
-        .flat_map(|m| m.json().as_array().cloned().unwrap_or_default())
-        .filter(|r| r["n"] == name)
-        .filter_map(|r| r["v"].as_f64())
-        .collect()
+    records(msgs, name).into_iter().map(|(_, v)| v).collect()
 }
 
 /// pymodbus's server (tests of modbus-sensors), on a TCP port or a serial line.
@@ -168,19 +166,16 @@ address = 0
         .await;
 
     // can-engine reads vcan0: 0x177C x 0.125 rpm, the frame's engine speed.
-    vm.ok("cangen vcan0 -e -I 0CF00400 -L 8 -D F188877C17FFF0FF -n 100 -g 10")
-        .await;
+    vm.ok(&format!("cangen vcan0 {EEC1} -n 100 -g 10")).await;
     data.wait_until("engine:rpm from vcan0", Duration::from_secs(20), |m| {
         values(m, "engine:rpm").contains(&751.5)
     })
     .await;
     // modbus-sensors reads both devices: 48879 is holding register 0 of pymodbus_server.py.
-    let msgs = data
-        .wait_until("both Modbus devices", Duration::from_secs(30), |m| {
-            ["tcp:u16", "rtu:u16"].iter().all(|n| values(m, n).contains(&48879.0))
-        })
-        .await;
-    assert!(!msgs.is_empty());
+    data.wait_until("both Modbus devices", Duration::from_secs(30), |m| {
+        ["tcp:u16", "rtu:u16"].iter().all(|n| values(m, n).contains(&48879.0))
+    })
+    .await;
 
     // cpu-monitor under its sandbox publishes what it publishes outside it, in the same guest
     // (two polls each: the first has no CPU use yet).
@@ -259,8 +254,10 @@ address = 0
 
     // 6. Stop: a window still open is delivered, and the exit is clean.
     data.clear();
-    vm.ok("cangen vcan0 -e -I 0CF00400 -L 8 -D F188877C17FFF0FF -n 5 -g 10 && systemctl stop tlm-can-engine")
-        .await;
+    vm.ok(&format!(
+        "cangen vcan0 {EEC1} -n 5 -g 10 && systemctl stop tlm-can-engine"
+    ))
+    .await;
     data.wait_until("the open window, delivered at stop", Duration::from_secs(10), |m| {
         values(m, "engine:rpm").contains(&751.5)
     })

@@ -311,36 +311,3 @@ fn read(path: &Path) -> String {
 pub fn guest_url(port: u16) -> String {
     format!("nats://10.0.2.2:{port}")
 }
-
-/// Ask `service` for `GetStatus` until `cond` holds (up to `limit`); that status, or the last
-/// one seen as the error.
-pub async fn status_until(
-    client: &async_nats::Client,
-    service: &str,
-    limit: Duration,
-    cond: impl Fn(&serde_json::Value) -> bool,
-) -> Result<serde_json::Value, serde_json::Value> {
-    let deadline = Instant::now() + limit;
-    let mut last = serde_json::Value::Null;
-    loop {
-        let req = client.request(
-            format!("commands.{service}.req"),
-            bytes::Bytes::from_static(br#"[{"n":"GetStatus"}]"#),
-        );
-        if let Ok(Ok(m)) = tokio::time::timeout(Duration::from_secs(2), req).await {
-            let status = serde_json::from_slice::<serde_json::Value>(&m.payload)
-                .ok()
-                .and_then(|pack| pack[0]["vs"].as_str().and_then(|vs| serde_json::from_str(vs).ok()));
-            if let Some(st) = status {
-                if cond(&st) {
-                    return Ok(st);
-                }
-                last = st;
-            }
-        }
-        if Instant::now() >= deadline {
-            return Err(last);
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-}

@@ -456,7 +456,22 @@ pub async fn wait_status(
     timeout: Duration,
     cond: impl Fn(&serde_json::Value) -> bool,
 ) -> serde_json::Value {
-    let deadline = Instant::now() + timeout;
+    status_until(client, service, timeout, cond)
+        .await
+        .unwrap_or_else(|last| panic!("timed out waiting for {what} (last status {last}); log:\n{}", svc.log()))
+}
+
+/// Ask `service` for `GetStatus` until `cond` holds (up to `limit`): that status, or the last
+/// one seen (`null` for none) as the error. For a service that is not a [`ServiceProcess`]
+/// (one in a VM); otherwise [`wait_status`] panics with its log.
+pub async fn status_until(
+    client: &async_nats::Client,
+    service: &str,
+    limit: Duration,
+    cond: impl Fn(&serde_json::Value) -> bool,
+) -> Result<serde_json::Value, serde_json::Value> {
+    let deadline = Instant::now() + limit;
+    let mut last = serde_json::Value::Null;
     loop {
         let req = client.request(
             format!("commands.{service}.req"),
@@ -466,19 +481,27 @@ pub async fn wait_status(
             let status = serde_json::from_slice::<serde_json::Value>(&m.payload)
                 .ok()
                 .and_then(|pack| pack[0]["vs"].as_str().and_then(|vs| serde_json::from_str(vs).ok()));
-            if let Some(st) = status
-                && cond(&st)
-            {
-                return st;
+            if let Some(st) = status {
+                if cond(&st) {
+                    return Ok(st);
+                }
+                last = st;
             }
         }
-        assert!(
-            Instant::now() < deadline,
-            "timed out waiting for {what}; log:\n{}",
-            svc.log()
-        );
+        if Instant::now() >= deadline {
+            return Err(last);
+        }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
+}
+
+/// `(t, v)` of every numeric record named `name` in the packs received, in arrival order.
+pub fn records(msgs: &[Received], name: &str) -> Vec<(f64, f64)> {
+    msgs.iter()
+        .flat_map(|m| m.json().as_array().cloned().unwrap_or_default())
+        .filter(|r| r["n"] == name)
+        .filter_map(|r| Some((r["t"].as_f64()?, r["v"].as_f64()?)))
+        .collect()
 }
 
 /// Send a SenML command request to `commands.<service>.req` and return the parsed response pack.

@@ -105,6 +105,16 @@ impl SocketCanSource {
         SourceError::LinkDown(format!("CAN interface {:?} is down", self.interface))
     }
 
+    /// What a failed read or write means: the link went down (the socket stays), or the
+    /// socket is unusable (the interface was deleted) and must be opened again.
+    fn failed(&mut self, what: &str, e: std::io::Error) -> SourceError {
+        if e.kind() == ErrorKind::NetworkDown {
+            self.down = true;
+            return self.down_error();
+        }
+        SourceError::Unavailable(format!("CAN interface {:?}: {what} failed: {e}", self.interface))
+    }
+
     /// The next frame, or a change of the link's state.
     async fn next(&mut self) -> Result<socketcan::CanFrame, SourceError> {
         if std::mem::take(&mut self.announce_down) {
@@ -142,16 +152,7 @@ impl SocketCanSource {
                     return Err(SourceError::LinkUp);
                 }
                 Ok(Ok(frame)) => return Ok(frame),
-                Ok(Err(e)) if e.kind() == ErrorKind::NetworkDown => {
-                    self.down = true;
-                    return Err(self.down_error());
-                }
-                Ok(Err(e)) => {
-                    return Err(SourceError::Unavailable(format!(
-                        "CAN interface {:?}: read failed: {e}",
-                        self.interface
-                    )));
-                }
+                Ok(Err(e)) => return Err(self.failed("read", e)),
                 // Nothing to read after all: wait again.
                 Err(_would_block) => continue,
             }
@@ -195,16 +196,7 @@ impl FrameSource for SocketCanSource {
                 .map_err(|e| SourceError::Unavailable(format!("CAN interface {:?}: {e}", self.interface)))?;
             match guard.try_io(|s| s.get_ref().write_frame(&out)) {
                 Ok(Ok(())) => return Ok(()),
-                Ok(Err(e)) if e.kind() == ErrorKind::NetworkDown => {
-                    self.down = true;
-                    return Err(self.down_error());
-                }
-                Ok(Err(e)) => {
-                    return Err(SourceError::Unavailable(format!(
-                        "CAN interface {:?}: write failed: {e}",
-                        self.interface
-                    )));
-                }
+                Ok(Err(e)) => return Err(self.failed("write", e)),
                 Err(_would_block) => continue,
             }
         }

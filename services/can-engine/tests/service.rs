@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use tolomeo_testkit::{NatsServer, Received, Recorder, ServiceProcess, call};
+use tolomeo_testkit::{NatsServer, Recorder, ServiceProcess, call, records};
 
 const BIN: &str = env!("CARGO_BIN_EXE_tlm-can-engine");
 
@@ -17,14 +17,6 @@ fn manifest() -> PathBuf {
 fn write_config(name: &str, can: &str) -> tolomeo_testkit::tempfile::TempPath {
     let text = format!("[service]\npoll_time_ms = 200\nheartbeat_interval_ms = 200\n\n[can]\n{can}\n");
     tolomeo_testkit::temp_file(&format!("-{name}"), &text)
-}
-
-fn records(msgs: &[Received], name: &str) -> Vec<(f64, f64)> {
-    msgs.iter()
-        .flat_map(|m| m.json().as_array().cloned().unwrap_or_default())
-        .filter(|r| r["n"] == name)
-        .map(|r| (r["t"].as_f64().unwrap(), r["v"].as_f64().unwrap()))
-        .collect()
 }
 
 /// Mean engine speed per 200 ms window of the log's clock, at the window's last frame: computed
