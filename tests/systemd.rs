@@ -326,3 +326,120 @@ async fn failures_exit_78_or_restart_as_the_units_say() {
     assert!(!restarted.contains(&format!("MainPID={pid}\n")), "{restarted}");
     assert!(log.contains("Watchdog timeout"), "{log}");
 }
+
+/// 7. With the broker stopped, `systemctl restart` of a service whose spool is in its
+///    StateDirectory (the default under systemd): every record collected before and after the
+///    restart arrives once the broker is back. A JetStream stream in the guest's broker keeps
+///    what arrives, so that nothing depends on this machine being subscribed at the moment the
+///    service flushes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "boots a VM: cargo xtask system-test"]
+async fn the_spool_keeps_what_a_restart_without_broker_collected() {
+    let mut vm = Vm::boot_systemd().await;
+    vm.ok("mkdir -p /var/lib/nats-js && chown nats /var/lib/nats-js
+         printf 'host: 0.0.0.0\\nport: 4222\\njetstream { store_dir: \"/var/lib/nats-js\" }\\n' >/etc/nats-server.conf
+         systemctl restart nats-server")
+        .await;
+    let js = async_nats::jetstream::new(client(&vm).await);
+    js.create_stream(async_nats::jetstream::stream::Config {
+        name: "CAPTURE".into(),
+        subjects: vec!["events.data".into()],
+        storage: async_nats::jetstream::stream::StorageType::File,
+        ..Default::default()
+    })
+    .await
+    .expect("create the capture stream");
+    set_serial(&mut vm).await;
+    vm.ok(
+        "printf '[service]\\npoll_time_ms = 1000\\n' >/etc/tolomeo/cpu-monitor.toml
+         systemctl start tlm-cpu-monitor",
+    )
+    .await;
+    assert_eq!(
+        show(&mut vm, "tlm-cpu-monitor", "StateDirectory").await,
+        "tolomeo/cpu-monitor"
+    );
+    tokio::time::sleep(Duration::from_secs(3)).await;
+
+    // The guest's clock stamps the records: the times are read from it.
+    let clock = |s: &str| s.trim().parse::<f64>().expect("date +%s.%N");
+    let stopped = clock(&vm.ok("systemctl stop nats-server && date +%s.%N").await);
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    // Type=notify: the restart returns when the new process is ready.
+    let restart = vm
+        .ok("date +%s.%N && systemctl restart tlm-cpu-monitor && date +%s.%N")
+        .await;
+    let (restart_began, restart_done) = match restart.split_whitespace().collect::<Vec<_>>()[..] {
+        [a, b] => (clock(a), clock(b)),
+        _ => panic!("two times: {restart:?}"),
+    };
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    let back = clock(&vm.ok("date +%s.%N && systemctl start nats-server").await);
+    let files = vm.ok("ls /var/lib/tolomeo/cpu-monitor/spool | wc -l").await;
+
+    // Read the stream until a record from after the broker's return is in it.
+    let js = async_nats::jetstream::new(client(&vm).await);
+    let mut times: Vec<f64> = Vec::new();
+    let mut next = 1;
+    for _ in 0..60 {
+        if times.iter().any(|t| *t > back + 2.0) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        let Ok(Ok(mut stream)) = tokio::time::timeout(Duration::from_secs(5), js.get_stream("CAPTURE")).await else {
+            continue;
+        };
+        let Ok(Ok(info)) = tokio::time::timeout(Duration::from_secs(5), stream.info()).await else {
+            continue;
+        };
+        let last = info.state.last_sequence;
+        while next <= last {
+            let got = tokio::time::timeout(Duration::from_secs(5), stream.get_raw_message(next)).await;
+            let Ok(Ok(m)) = got else { break };
+            next += 1;
+            let pack: serde_json::Value = serde_json::from_slice(&m.payload).unwrap_or_default();
+            for r in pack.as_array().cloned().unwrap_or_default() {
+                if r["n"] == "mem:total" {
+                    times.extend(r["t"].as_f64());
+                }
+            }
+        }
+    }
+    times.sort_by(f64::total_cmp);
+    times.dedup();
+    assert!(
+        times.iter().any(|t| *t > back + 2.0),
+        "no record after the broker came back; spool files: {files}; {times:?}"
+    );
+    // One point a second before and after the restart; the hole is the restart itself: the
+    // old process polled until it was told to stop, the new one from when it was ready.
+    let window: Vec<f64> = times.iter().copied().filter(|t| *t > stopped && *t < back).collect();
+    let before: Vec<f64> = window.iter().copied().filter(|t| *t < restart_began).collect();
+    let after: Vec<f64> = window.iter().copied().filter(|t| *t > restart_began).collect();
+    eprintln!(
+        "{} + {} points while the broker was down ({:.1} s), restart {:.1} s, spool files {}",
+        before.len(),
+        after.len(),
+        back - stopped,
+        restart_done - restart_began,
+        files.trim()
+    );
+    let steady = |side: &[f64]| side.windows(2).all(|w| w[1] - w[0] < 1.5);
+    assert!(
+        steady(&before) && steady(&after),
+        "one point a second: {before:?} {after:?}"
+    );
+    let (Some(first), Some(last)) = (before.first(), before.last()) else {
+        panic!("nothing from before the restart: {window:?}")
+    };
+    assert!(
+        first - stopped < 1.5,
+        "the first second without broker is kept: {before:?}"
+    );
+    assert!(restart_began - last < 1.5, "kept until the restart: {before:?}");
+    let (Some(first), Some(last)) = (after.first(), after.last()) else {
+        panic!("nothing from after the restart: {window:?}")
+    };
+    assert!(first - restart_done < 1.5, "kept from the new start: {after:?}");
+    assert!(back - last < 1.5, "kept until the broker came back: {after:?}");
+}
