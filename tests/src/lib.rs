@@ -63,16 +63,22 @@ pub struct Vm {
     writer: OwnedWriteHalf,
     dir: tempfile::TempDir,
     shared: tempfile::TempDir,
-    broker_port: Option<u16>,
+    /// (guest port, this machine's port) of the systemd guest's forwarded TCP ports.
+    forwards: Vec<(u16, u16)>,
     serial_pty: Option<PathBuf>,
 }
+
+/// The guest TCP ports that the systemd guest's network forwards from this machine: its
+/// nats-server, and one more for a second broker a test may start.
+const FORWARDED: [u16; 2] = [4222, 4223];
 
 /// Which guest.
 enum Guest {
     /// This machine's files, busybox's init, the agent as PID 1's child.
     Host,
-    /// The Debian image with systemd as PID 1, the agent a unit of it.
-    Systemd,
+    /// The Debian image with systemd as PID 1, the agent a unit of it; with a disk
+    /// (`/dev/vda`, not formatted) throttled to this many I/O operations a second.
+    Systemd { flash_iops: Option<u32> },
 }
 
 impl Vm {
@@ -86,7 +92,17 @@ impl Vm {
     /// nats-server reachable on this machine at [`Vm::broker_port`], and a second serial port
     /// (`/dev/ttyS1`) backed by a pty of this machine ([`Vm::serial_pty`]).
     pub async fn boot_systemd() -> Vm {
-        let mut vm = Self::start(Guest::Systemd).await;
+        Self::boot_systemd_with(None).await
+    }
+
+    /// [`Vm::boot_systemd`] with a disk, `/dev/vda` (64 MiB, not formatted), that qemu lets do
+    /// only `iops` reads and writes a second: slow flash.
+    pub async fn boot_systemd_with_flash(iops: u32) -> Vm {
+        Self::boot_systemd_with(Some(iops)).await
+    }
+
+    async fn boot_systemd_with(flash_iops: Option<u32>) -> Vm {
+        let mut vm = Self::start(Guest::Systemd { flash_iops }).await;
         // As a package manager unpacks: through /lib -> usr/lib of a merged-/usr system.
         vm.ok(
             "tar -C /mnt/dist -cf - . | tar -C / -xf - --keep-directory-symlink --no-same-owner
@@ -98,7 +114,17 @@ impl Vm {
 
     /// The port on this machine's loopback that reaches the systemd guest's nats-server.
     pub fn broker_port(&self) -> u16 {
-        self.broker_port.expect("only the systemd guest has a broker")
+        self.host_port(4222)
+    }
+
+    /// The port on this machine's loopback that reaches `guest_port` (4222 or 4223) of the
+    /// systemd guest.
+    pub fn host_port(&self, guest_port: u16) -> u16 {
+        self.forwards
+            .iter()
+            .find(|(g, _)| *g == guest_port)
+            .map(|(_, h)| *h)
+            .unwrap_or_else(|| panic!("guest port {guest_port} is not forwarded (systemd guest: {FORWARDED:?})"))
     }
 
     /// The pty of this machine behind the systemd guest's `/dev/ttyS1`.
@@ -135,7 +161,7 @@ impl Vm {
             shared.path().display()
         );
         let mut netdev = "user,id=n0".to_string();
-        let mut broker_port = None;
+        let mut forwards = Vec::new();
         match guest {
             Guest::Host => {
                 cmd.args([
@@ -143,7 +169,7 @@ impl Vm {
                     "local,path=/,mount_tag=host,security_model=none,readonly=on,multidevs=remap",
                 ]);
             }
-            Guest::Systemd => {
+            Guest::Systemd { flash_iops } => {
                 let rootfs = kernel.with_file_name("rootfs");
                 let dist = kernel.with_file_name("dist");
                 assert!(
@@ -161,9 +187,23 @@ impl Vm {
                 ));
                 cmd.args(["-chardev", "pty,id=rtu", "-device", "isa-serial,chardev=rtu"]);
                 append.push_str(" TOLOMEO_MODE=systemd net.ifnames=0 systemd.show_status=false");
-                let port = tolomeo_testkit::free_port();
-                netdev.push_str(&format!(",hostfwd=tcp:127.0.0.1:{port}-10.0.2.15:4222"));
-                broker_port = Some(port);
+                for guest_port in FORWARDED {
+                    let port = tolomeo_testkit::free_port();
+                    netdev.push_str(&format!(",hostfwd=tcp:127.0.0.1:{port}-10.0.2.15:{guest_port}"));
+                    forwards.push((guest_port, port));
+                }
+                if let Some(iops) = flash_iops {
+                    let image = dir.path().join("flash.img");
+                    std::fs::File::create(&image)
+                        .and_then(|f| f.set_len(64 << 20))
+                        .expect("create the flash image");
+                    cmd.arg("-drive")
+                        .arg(format!(
+                            "file={},format=raw,if=none,id=flash,throttling.iops-total={iops}",
+                            image.display()
+                        ))
+                        .args(["-device", "virtio-blk-pci,drive=flash"]);
+                }
             }
         }
         cmd.arg("-append")
@@ -204,7 +244,7 @@ impl Vm {
             writer,
             dir,
             shared,
-            broker_port,
+            forwards,
             serial_pty,
         };
         let mut line = String::new();

@@ -87,7 +87,9 @@ pub fn run(which: &str, duration: u64) -> Result<()> {
         "encode" => sh(cargo().args(["bench", "-p", "tolomeo-core", "--bench", "encode"])),
         "publish" => sh(cargo().args(["bench", "-p", "tolomeo-core", "--bench", "publish"])),
         "footprint" => footprint(duration),
-        other => bail!("unknown benchmark `{other}`; expected all, encode, publish or footprint"),
+        // Not in `all`: it boots a VM (tests/flash.rs).
+        "flash" => crate::system::bench_flash(duration),
+        other => bail!("unknown benchmark `{other}`; expected all, encode, publish, footprint or flash"),
     }
 }
 

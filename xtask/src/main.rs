@@ -159,10 +159,10 @@ enum Task {
     },
     /// Benchmarks: `cargo bench` and the footprint of running services
     Bench {
-        /// Which: all, encode, publish, footprint
+        /// Which: all, encode, publish, footprint, or flash (in a VM, not part of all)
         #[arg(default_value = "all")]
         which: String,
-        /// Seconds each footprint measurement runs
+        /// Seconds each footprint (or flash) measurement runs
         #[arg(long, default_value_t = 60)]
         duration: u64,
     },

@@ -42,6 +42,10 @@ const MODULES: &[&str] = &[
     "vcan",
     "can-raw",
     "overlay",
+    // The systemd guest's slow flash disk.
+    "virtio_blk",
+    "ext4",
+    "crc32c_generic",
 ];
 
 /// Debian packages: the command each step runs, and its package.
@@ -99,10 +103,47 @@ fn busybox_is_static() -> bool {
         .is_ok_and(|o| String::from_utf8_lossy(&o.stdout) == "install ok installed")
 }
 
+/// The system tests (those whose names contain `filter`), without the benchmarks.
 pub fn run(filter: Option<&str>) -> Result<()> {
+    let Some(dir) = prepare()? else {
+        return Ok(());
+    };
+    let mut test = cargo();
+    test.args(["test", "-p", "tolomeo-system-tests", "--"]);
+    if let Some(f) = filter {
+        test.arg(f);
+    }
+    test.args(["--ignored", "--skip", "bench_", "--test-threads=2"])
+        .env("TOLOMEO_VM_DIR", &dir);
+    sh(&mut test)
+}
+
+/// `cargo xtask bench flash`: tests/flash.rs, heartbeats and Ping round trips with the spool
+/// on a throttled disk and without a spool, for `seconds`.
+pub fn bench_flash(seconds: u64) -> Result<()> {
+    let Some(dir) = prepare()? else {
+        return Ok(());
+    };
+    sh(cargo()
+        .args([
+            "test",
+            "-p",
+            "tolomeo-system-tests",
+            "--test",
+            "flash",
+            "--",
+            "--ignored",
+            "--nocapture",
+        ])
+        .env("TOLOMEO_VM_DIR", &dir)
+        .env("TOLOMEO_BENCH_SECONDS", seconds.to_string()))
+}
+
+/// Kernel, initramfs, image and dist in `target/system-test`; None where the VMs cannot run.
+fn prepare() -> Result<Option<PathBuf>> {
     if let Some(why) = unsupported() {
         eprintln!("system-test: skipped: {why}");
-        return Ok(());
+        return Ok(None);
     }
     let missing = missing_packages();
     if !missing.is_empty() {
@@ -121,13 +162,7 @@ pub fn run(filter: Option<&str>) -> Result<()> {
     initramfs(&dir, &version)?;
     image(&dir)?;
     dist(&dir.join("dist"))?;
-    let mut test = cargo();
-    test.args(["test", "-p", "tolomeo-system-tests", "--"]);
-    if let Some(f) = filter {
-        test.arg(f);
-    }
-    test.args(["--ignored", "--test-threads=2"]).env("TOLOMEO_VM_DIR", &dir);
-    sh(&mut test)
+    Ok(Some(dir))
 }
 
 /// The newest kernel in /boot that has its modules: its version and the vmlinuz.
