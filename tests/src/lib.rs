@@ -262,7 +262,8 @@ impl Vm {
 
     /// A directory of this machine that the guest sees at the same path and can write to
     /// (removed afterwards). When a test fails, every `*.log` file in it is printed: the
-    /// services in the guest log there.
+    /// services in the guest log there, and the systemd guest copies its journal there
+    /// (`journal.log`).
     pub fn shared_dir(&self) -> &Path {
         self.shared.path()
     }
@@ -332,7 +333,13 @@ impl Drop for Vm {
             logs.retain(|p| p.extension().is_some_and(|e| e == "log"));
             logs.sort();
             for log in logs {
-                eprintln!("--- {} (in the guest) ---\n{}", log.display(), read(&log));
+                let text = read(&log);
+                let lines: Vec<&str> = text.lines().collect();
+                let tail = &lines[lines.len().saturating_sub(200)..];
+                eprintln!("--- {} (in the guest; last {} lines) ---", log.display(), tail.len());
+                for l in tail {
+                    eprintln!("{l}");
+                }
             }
             let qemu = read(&self.dir.path().join("qemu.log"));
             if !qemu.trim().is_empty() {

@@ -241,7 +241,7 @@ fn initramfs(dir: &Path, version: &str) -> Result<()> {
     if stage.exists() {
         std::fs::remove_dir_all(&stage)?;
     }
-    for d in ["bin", "modules", "proc", "sys", "dev", "host"] {
+    for d in ["bin", "modules", "proc", "sys", "dev"] {
         std::fs::create_dir_all(stage.join(d))?;
     }
     std::fs::copy(BUSYBOX, stage.join("bin/busybox")).context("cannot copy busybox")?;
