@@ -11,59 +11,10 @@
 use std::time::{Duration, Instant};
 
 use tolomeo_system_tests::Vm;
-use tolomeo_testkit::Recorder;
+use tolomeo_system_tests::bench::{measure, print_table};
 
 fn setting(name: &str, default: u64) -> u64 {
     std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
-}
-
-/// The `p`th percentile (0 to 100) of `xs`, nearest rank.
-fn percentile(xs: &[f64], p: f64) -> f64 {
-    if xs.is_empty() {
-        return f64::NAN;
-    }
-    let mut v = xs.to_vec();
-    v.sort_by(f64::total_cmp);
-    let rank = ((p / 100.0) * v.len() as f64).ceil() as usize;
-    v[rank.clamp(1, v.len()) - 1]
-}
-
-/// What one service showed: heartbeat intervals and Ping round trips, in ms.
-struct Seen {
-    intervals: Vec<f64>,
-    pings: Vec<f64>,
-    ping_timeouts: usize,
-    /// Requests refused at once: nobody subscribed (the service not connected).
-    no_responders: usize,
-}
-
-/// Ping `client`'s cpu-monitor every 200 ms until `until`, and keep its heartbeats' intervals.
-async fn measure(client: async_nats::Client, until: Instant) -> Seen {
-    let beats = Recorder::start(&client, "heartbeat.cpu-monitor.service").await;
-    let mut pings = Vec::new();
-    let mut ping_timeouts = 0;
-    let mut no_responders = 0;
-    while Instant::now() < until {
-        let sent = Instant::now();
-        let req = client.request(
-            "commands.cpu-monitor.req",
-            bytes::Bytes::from_static(br#"[{"n":"Ping"}]"#),
-        );
-        match tokio::time::timeout(Duration::from_secs(5), req).await {
-            Ok(Ok(_)) => pings.push(sent.elapsed().as_secs_f64() * 1e3),
-            Ok(Err(_)) => no_responders += 1,
-            Err(_) => ping_timeouts += 1,
-        }
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
-    let at: Vec<Instant> = beats.messages().iter().map(|m| m.at).collect();
-    let intervals = at.windows(2).map(|w| (w[1] - w[0]).as_secs_f64() * 1e3).collect();
-    Seen {
-        intervals,
-        pings,
-        ping_timeouts,
-        no_responders,
-    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -114,33 +65,8 @@ async fn bench_heartbeat_and_ping_with_the_spool_on_slow_flash() {
         "disk (writes completed, ms writing), spool files: {}",
         writes.split_whitespace().collect::<Vec<_>>().join(" ")
     );
-    println!(
-        "| cpu-monitor | heartbeat interval p50 / p99 / max (ms) | Ping p50 / p99 / max (ms) | Ping timeouts (5 s) | Pings answered | refused (not connected) |"
-    );
-    println!("| --- | --- | --- | --- | --- | --- |");
-    for (name, s) in [
+    print_table(&[
         ("spool on the slow disk, fsync every batch", &with_spool),
         ("no spool", &without),
-    ] {
-        // p50 / p99 / max, or "none" when nothing arrived.
-        let spread = |xs: &[f64], digits: usize| {
-            if xs.is_empty() {
-                return "none".to_string();
-            }
-            let max = xs.iter().copied().fold(f64::MIN, f64::max);
-            format!(
-                "{:.digits$} / {:.digits$} / {max:.digits$}",
-                percentile(xs, 50.0),
-                percentile(xs, 99.0)
-            )
-        };
-        println!(
-            "| {name} | {} | {} | {} | {} | {} |",
-            spread(&s.intervals, 0),
-            spread(&s.pings, 1),
-            s.ping_timeouts,
-            s.pings.len(),
-            s.no_responders
-        );
-    }
+    ]);
 }

@@ -5,6 +5,9 @@
 //! - `footprint`: each service built in release mode, run at a 1 s poll against a private
 //!   nats-server for `--duration` seconds; resident memory (VmRSS, sampled every second) and
 //!   CPU time (every thread's schedstat, in nanoseconds) over the measured window.
+//! - `flash` (a VM with a throttled disk, tests/flash.rs) and `fsync` (strace delays every
+//!   fsync, tests/fsync.rs): heartbeat intervals and `Ping` round trips with the spool on a
+//!   slow disk.
 
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -89,8 +92,18 @@ pub fn run(which: &str, duration: u64) -> Result<()> {
         "footprint" => footprint(duration),
         // Not in `all`: it boots a VM (tests/flash.rs).
         "flash" => crate::system::bench_flash(duration),
-        other => bail!("unknown benchmark `{other}`; expected all, encode, publish, footprint or flash"),
+        "fsync" => fsync(duration),
+        other => bail!("unknown benchmark `{other}`; expected all, encode, publish, footprint, flash or fsync"),
     }
+}
+
+/// Heartbeats and Ping round trips while strace delays every fsync (tests/fsync.rs).
+fn fsync(duration: u64) -> Result<()> {
+    if !crate::have("strace") {
+        bail!("the fsync benchmark needs strace; install it with\n  apt-get install strace");
+    }
+    sh(cargo().args(["build", "--release", "-p", "cpu-monitor"]))?;
+    crate::system::bench("fsync", duration, None)
 }
 
 impl Target {

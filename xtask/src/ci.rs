@@ -108,7 +108,7 @@ fn main_stages(skip: Skip, t: &mut Timings) -> Result<()> {
     if skip.system {
         t.skipped("system");
     } else {
-        t.stage("system", || system::run(None))?;
+        t.stage("system", || system::run(None, false))?;
     }
     if skip.demo {
         t.skipped("demo");

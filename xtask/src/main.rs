@@ -119,6 +119,9 @@ enum Task {
     SystemTest {
         /// Only the tests whose names contain this
         filter: Option<String>,
+        /// Install dist's release build in the systemd guest (default: the debug build)
+        #[arg(long)]
+        release: bool,
     },
     /// The whole system on this machine: broker, simulated boiler, the three services, tlm watch
     Demo {
@@ -159,10 +162,11 @@ enum Task {
     },
     /// Benchmarks: `cargo bench` and the footprint of running services
     Bench {
-        /// Which: all, encode, publish, footprint, or flash (in a VM, not part of all)
+        /// Which: all, encode, publish, footprint; or flash (in a VM) and fsync (under strace),
+        /// which are not part of all
         #[arg(default_value = "all")]
         which: String,
-        /// Seconds each footprint (or flash) measurement runs
+        /// Seconds each footprint (or flash, fsync) measurement runs
         #[arg(long, default_value_t = 60)]
         duration: u64,
     },
@@ -227,7 +231,7 @@ fn run(flags: Flags) -> Result<()> {
         }),
         Task::Fuzz { target, runs } => fuzz::run(target.as_deref(), runs),
         Task::Demo { duration } => demo::run(duration),
-        Task::SystemTest { filter } => system::run(filter.as_deref()),
+        Task::SystemTest { filter, release } => system::run(filter.as_deref(), release),
         Task::Soak {
             minutes,
             release,

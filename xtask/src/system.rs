@@ -16,8 +16,11 @@
 //!   Debian's nats-server, iproute2, can-utils and socat, for the tests under systemd. Made
 //!   once (about 30 s plus downloads); made anew when [`IMAGE_PACKAGES`] change or it is removed.
 //! - `target/system-test/dist`: the device's layout of `cargo xtask dist` (units, users,
-//!   configurations, `/etc/default/tolomeo`) around the debug binaries that `cargo build`
-//!   made, which the systemd guest installs as the packages would.
+//!   configurations, `/etc/default/tolomeo`), which the systemd guest installs as the packages
+//!   would. Around the debug binaries that `cargo build` made (without their debug
+//!   information); with `--release`, around the release binaries of `cargo xtask dist
+//!   x86_64-unknown-linux-gnu`, exactly what dist ships (3.5 min more on 2 cores for a first
+//!   build, so CI uses the debug build: the units, users and files are the same).
 //!
 //! Then `cargo test -p tolomeo-system-tests -- --ignored`, whose tests boot one guest each.
 
@@ -104,8 +107,8 @@ fn busybox_is_static() -> bool {
 }
 
 /// The system tests (those whose names contain `filter`), without the benchmarks.
-pub fn run(filter: Option<&str>) -> Result<()> {
-    let Some(dir) = prepare()? else {
+pub fn run(filter: Option<&str>, release: bool) -> Result<()> {
+    let Some(dir) = prepare(release)? else {
         return Ok(());
     };
     let mut test = cargo();
@@ -121,26 +124,35 @@ pub fn run(filter: Option<&str>) -> Result<()> {
 /// `cargo xtask bench flash`: tests/flash.rs, heartbeats and Ping round trips with the spool
 /// on a throttled disk and without a spool, for `seconds`.
 pub fn bench_flash(seconds: u64) -> Result<()> {
-    let Some(dir) = prepare()? else {
+    let Some(dir) = prepare(true)? else {
         return Ok(());
     };
-    sh(cargo()
-        .args([
-            "test",
-            "-p",
-            "tolomeo-system-tests",
-            "--test",
-            "flash",
-            "--",
-            "--ignored",
-            "--nocapture",
-        ])
-        .env("TOLOMEO_VM_DIR", &dir)
-        .env("TOLOMEO_BENCH_SECONDS", seconds.to_string()))
+    bench("flash", seconds, Some(&dir))
+}
+
+/// Run the benchmark `tests/<name>.rs` for `seconds` (with the VM's assets in `vm_dir`).
+pub(crate) fn bench(name: &str, seconds: u64, vm_dir: Option<&Path>) -> Result<()> {
+    let mut test = cargo();
+    test.args([
+        "test",
+        "-p",
+        "tolomeo-system-tests",
+        "--test",
+        name,
+        "--",
+        "--ignored",
+        "--nocapture",
+    ])
+    .env("TOLOMEO_BENCH_SECONDS", seconds.to_string());
+    if let Some(dir) = vm_dir {
+        test.env("TOLOMEO_VM_DIR", dir);
+    }
+    sh(&mut test)
 }
 
 /// Kernel, initramfs, image and dist in `target/system-test`; None where the VMs cannot run.
-fn prepare() -> Result<Option<PathBuf>> {
+/// `release`: the systemd guest gets dist's release build.
+fn prepare(release: bool) -> Result<Option<PathBuf>> {
     if let Some(why) = unsupported() {
         eprintln!("system-test: skipped: {why}");
         return Ok(None);
@@ -161,7 +173,7 @@ fn prepare() -> Result<Option<PathBuf>> {
     kernel(&dir, &version, &vmlinuz)?;
     initramfs(&dir, &version)?;
     image(&dir)?;
-    dist(&dir.join("dist"))?;
+    dist(&dir.join("dist"), release)?;
     Ok(Some(dir))
 }
 
@@ -396,9 +408,14 @@ fn image(dir: &Path) -> Result<()> {
     Ok(())
 }
 
-/// The device's layout around the debug binaries, without their debug information (the
-/// guest's writable layer is memory, and they are copied into it).
-fn dist(stage: &Path) -> Result<()> {
+/// The device's layout around dist's release binaries (`release`) or the debug binaries
+/// without their debug information (the guest's writable layer is memory, and they are
+/// copied into it).
+fn dist(stage: &Path, release: bool) -> Result<()> {
+    if release {
+        let bins = crate::cross::cross_build("x86_64-unknown-linux-gnu", false)?;
+        return crate::cross::layout(&bins, stage);
+    }
     crate::cross::layout(Path::new("target/debug"), stage)?;
     for (_, bin) in crate::cross::BINARIES {
         sh(Command::new("strip")
