@@ -4,8 +4,11 @@
 //! Flags: `--config FILE` (default `/etc/tolomeo/<service>.toml`), `--check-config`,
 //! `--print-config`, `--serial`, `--nats-url`, `--poll-time-ms`, `--log-level`, `--version`.
 //! Precedence: file < environment (`NATS_URL`, `DEVICE_SERIAL_NUMBER`) < flags.
-//! Exit codes: 0 after a clean stop, 78 (EX_CONFIG) for any configuration error,
-//! 70 (EX_SOFTWARE) for an internal error, 2 for a usage error.
+//! Exit codes, one meaning each: 0 after a clean stop; 78 (EX_CONFIG) for a configuration
+//! error, which a restart cannot fix (the units say `RestartPreventExitStatus=78`); 69
+//! (EX_UNAVAILABLE) when the broker refused something the service needs (a subject's
+//! permission, a subscription), which systemd's `Restart=on-failure` retries; 70
+//! (EX_SOFTWARE) for an internal error; 2 for a usage error.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -21,6 +24,8 @@ use crate::wire::{DeviceSerial, ServiceName};
 
 /// EX_CONFIG from sysexits.h: the configuration is wrong.
 pub const EXIT_CONFIG: u8 = 78;
+/// EX_UNAVAILABLE from sysexits.h: the broker refused something the service needs.
+pub const EXIT_UNAVAILABLE: u8 = 69;
 /// EX_SOFTWARE from sysexits.h: an internal error.
 pub const EXIT_SOFTWARE: u8 = 70;
 
@@ -141,7 +146,11 @@ where
             eprintln!("{}: configuration error: {e}", spec.name);
             ExitCode::from(EXIT_CONFIG)
         }
-        Err(e) => {
+        Err(e @ ServiceError::Refused(_)) => {
+            eprintln!("{}: {e}", spec.name);
+            ExitCode::from(EXIT_UNAVAILABLE)
+        }
+        Err(e @ ServiceError::Commands(_)) => {
             tracing::error!("{e}");
             ExitCode::from(EXIT_SOFTWARE)
         }

@@ -1,20 +1,29 @@
-//! The service's use of the disk spool: which batches go to disk, how they come back, and
-//! when they are forgotten.
+//! The service's use of the disk spool, on a thread of its own: which batches go to disk,
+//! how they come back, and when they are forgotten.
 //!
 //! Every poll's batch of records is appended to the spool (one entry, a compact JSON array
-//! `[[name, value, t], ...]`) before it enters the in-memory buffer, and remembered with the
-//! sequence number of its last record. When the broker confirms records up to a sequence
-//! number, every entry up to it is acknowledged (at most every `ACK_INTERVAL`, and at
-//! shutdown, to spare the flash). On start, entries not acknowledged are read back and go
-//! through the same registry checks as fresh readings, ahead of them. So after a crash or a
-//! power cut, records collected but not confirmed are delivered once the service is back;
-//! those confirmed in the last `ACK_INTERVAL` before the crash may be delivered twice.
+//! `[[name, value, t], ...]`) before it enters the in-memory buffer: the poll loop hands the
+//! batch to the spool's thread, which writes it (and fsyncs it, as `spool_fsync_batches`
+//! says) and only then passes it on to the buffer, with the id of its entry. When the broker
+//! confirms records, the newest entry that holds only confirmed records is acknowledged (at
+//! most every `ACK_INTERVAL`, and at shutdown, to spare the flash). On start, entries not
+//! acknowledged are read back and go through the same registry checks as fresh readings,
+//! ahead of them. So after a crash or a power cut, records collected but not confirmed are
+//! delivered once the service is back; those confirmed in the last `ACK_INTERVAL` before the
+//! crash may be delivered twice.
+//!
+//! The thread is why the runtime never waits on the disk: an fsync that takes 200 ms on a
+//! busy eMMC holds up the batches behind it, not the heartbeat or a command's reply. At most
+//! [`QUEUE_BATCHES`] batches wait for the disk; beyond that the poll loop waits (the service's
+//! other tasks go on), and the plugin's readings wait in their own bounded queue.
 
-use std::collections::VecDeque;
 use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::mpsc::{self, RecvTimeoutError};
 use std::time::{Duration, Instant};
 
 use serde_json::Value as Json;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, oneshot};
 
 use crate::buffer::Pending;
 use crate::reading::{Reading, Value};
@@ -26,122 +35,184 @@ pub(crate) type Recovered = Vec<(EntryId, Vec<Reading>)>;
 /// How often acknowledgements are written at most.
 pub const ACK_INTERVAL: Duration = Duration::from_secs(5);
 
-pub(crate) struct Spooler {
-    spool: Spool,
-    /// (sequence number of the last record of a batch, the entry holding it), oldest first.
-    marks: VecDeque<(u64, EntryId)>,
-    pending_ack: Option<EntryId>,
-    last_ack: Instant,
-    dropped_seen: u64,
+/// Batches that may wait for the disk before the poll loop waits for the disk too.
+pub(crate) const QUEUE_BATCHES: usize = 64;
+
+/// Open the spool in `dir`; return it, the readings of each entry not yet acknowledged
+/// (oldest first), and what was skipped.
+pub(crate) fn open(dir: PathBuf, max_bytes: u64, fsync_batches: u32) -> std::io::Result<(Spool, Recovered, Recovery)> {
+    let config = SpoolConfig {
+        dir,
+        max_bytes,
+        segment_bytes: (max_bytes / 16).clamp(64 * 1024, 4 * 1024 * 1024),
+        fsync: match fsync_batches {
+            0 => FsyncPolicy::Never,
+            1 => FsyncPolicy::Always,
+            n => FsyncPolicy::EveryBatches(n),
+        },
+    };
+    let (spool, mut recovery) = Spool::open(config)?;
+    let mut entries = Vec::new();
+    for (id, bytes) in std::mem::take(&mut recovery.entries) {
+        match decode(&bytes) {
+            Some(readings) => entries.push((id, readings)),
+            None => {
+                recovery.corrupt_entries += 1;
+                entries.push((id, Vec::new()));
+            }
+        }
+    }
+    Ok((spool, entries, recovery))
 }
 
-impl Spooler {
-    /// Open the spool in `dir`; return it, the readings of each entry not yet acknowledged
-    /// (oldest first), and what was skipped.
-    pub(crate) fn open(
-        dir: PathBuf,
-        max_bytes: u64,
-        fsync_batches: u32,
-    ) -> std::io::Result<(Self, Recovered, Recovery)> {
-        let config = SpoolConfig {
-            dir,
-            max_bytes,
-            segment_bytes: (max_bytes / 16).clamp(64 * 1024, 4 * 1024 * 1024),
-            fsync: match fsync_batches {
-                0 => FsyncPolicy::Never,
-                1 => FsyncPolicy::Always,
-                n => FsyncPolicy::EveryBatches(n),
-            },
-        };
-        let (spool, mut recovery) = Spool::open(config)?;
-        let mut entries = Vec::new();
-        for (id, bytes) in std::mem::take(&mut recovery.entries) {
-            match decode(&bytes) {
-                Some(readings) => entries.push((id, readings)),
-                None => {
-                    recovery.corrupt_entries += 1;
-                    entries.push((id, Vec::new()));
-                }
-            }
-        }
-        let spooler = Spooler {
-            spool,
-            marks: VecDeque::new(),
-            pending_ack: None,
-            last_ack: Instant::now(),
-            dropped_seen: 0,
-        };
-        Ok((spooler, entries, recovery))
-    }
+/// What the spool's thread does, in the order it was asked.
+enum Job {
+    /// Write a batch, then hand it on. The permit is a place in the queue, freed when done.
+    Append(Vec<Pending>, OwnedSemaphorePermit),
+    /// Everything up to this entry was delivered.
+    Ack(EntryId),
+    /// Answer once every batch before this one was handed on.
+    Barrier(oneshot::Sender<()>),
+    /// Write the pending acknowledgement, fsync, answer and end.
+    Close(oneshot::Sender<Closed>),
+}
 
-    /// Remember that entry `id` holds records up to sequence number `last_seq`; `None`: it
-    /// holds none that are still wanted, so it can be acknowledged with the next confirmation.
-    pub(crate) fn mark(&mut self, last_seq: Option<u64>, id: EntryId) {
-        self.marks.push_back((last_seq.unwrap_or(0), id));
-    }
-
-    /// Write one batch; remember it under `last_seq`. Errors are logged: the records stay in
-    /// memory and are still delivered while the service runs.
-    pub(crate) fn append(&mut self, records: &[Pending], last_seq: u64) {
-        if records.is_empty() {
-            return;
-        }
-        let bytes = encode(records);
-        match self.spool.append(&[&bytes]) {
-            Ok(ids) => {
-                if let Some(id) = ids.last() {
-                    self.marks.push_back((last_seq, *id));
-                }
-            }
-            Err(e) => tracing::error!("cannot write {} records to the spool: {e}", records.len()),
-        }
-        let dropped = self.spool.dropped_entries();
-        if dropped > self.dropped_seen {
-            tracing::warn!(
-                "the spool is full (service.spool_max_bytes): dropped its {} oldest batches",
-                dropped - self.dropped_seen
-            );
-            self.dropped_seen = dropped;
-        }
-    }
-
-    /// Records up to `seq` were confirmed by the broker.
-    pub(crate) fn confirmed(&mut self, seq: u64) {
-        while let Some(&(last, id)) = self.marks.front() {
-            if last > seq {
-                break;
-            }
-            self.pending_ack = Some(id);
-            self.marks.pop_front();
-        }
-        if self.last_ack.elapsed() >= ACK_INTERVAL {
-            self.flush_ack();
-        }
-    }
-
-    /// Write the pending acknowledgement now (shutdown, or the interval has passed).
-    pub(crate) fn flush_ack(&mut self) {
-        if let Some(id) = self.pending_ack.take() {
-            if let Err(e) = self.spool.ack(id) {
-                tracing::error!("cannot acknowledge delivered records in the spool: {e}");
-            }
-            self.last_ack = Instant::now();
-        }
-    }
-
-    /// Acknowledge what is pending and fsync; return how many entries stay on disk.
-    pub(crate) fn close(&mut self) -> u64 {
-        self.flush_ack();
-        if let Err(e) = self.spool.sync() {
-            tracing::error!("cannot sync the spool: {e}");
-        }
-        self.spool.pending_entries()
-    }
-
+/// What the spool holds when the service stops.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Closed {
+    /// Entries not acknowledged: delivered at the next start.
+    pub(crate) left: u64,
     /// Bytes written since start (for the flash-wear estimate).
-    pub(crate) fn bytes_written(&self) -> u64 {
-        self.spool.bytes_written()
+    pub(crate) bytes_written: u64,
+}
+
+/// The handle on the spool's thread.
+pub(crate) struct SpoolWriter {
+    jobs: mpsc::Sender<Job>,
+    slots: Arc<Semaphore>,
+}
+
+impl SpoolWriter {
+    /// Start the thread. Each batch, once written, goes to `written` with its entry's id
+    /// (`None`: it could not be written, and is kept in memory only).
+    pub(crate) fn start(
+        spool: Spool,
+        written: impl FnMut(Vec<Pending>, Option<EntryId>) + Send + 'static,
+    ) -> std::io::Result<Self> {
+        let (jobs, queue) = mpsc::channel();
+        std::thread::Builder::new()
+            .name("spool".into())
+            .spawn(move || work(spool, queue, written))?;
+        Ok(SpoolWriter {
+            jobs,
+            slots: Arc::new(Semaphore::new(QUEUE_BATCHES)),
+        })
     }
+
+    /// Queue a batch for the disk; waits (without blocking the runtime) while the queue is
+    /// full. `Err` gives the batch back: the thread is gone.
+    pub(crate) async fn append(&self, records: Vec<Pending>) -> Result<(), Vec<Pending>> {
+        let Ok(slot) = self.slots.clone().acquire_owned().await else {
+            return Err(records);
+        };
+        self.jobs.send(Job::Append(records, slot)).map_err(|e| match e.0 {
+            Job::Append(records, _) => records,
+            _ => Vec::new(),
+        })
+    }
+
+    /// Everything up to entry `id` was delivered.
+    pub(crate) fn acknowledge(&self, id: EntryId) {
+        let _ = self.jobs.send(Job::Ack(id));
+    }
+
+    /// Wait until every batch queued so far was written and handed on.
+    pub(crate) async fn settle(&self) {
+        let (tx, rx) = oneshot::channel();
+        if self.jobs.send(Job::Barrier(tx)).is_ok() {
+            let _ = rx.await;
+        }
+    }
+
+    /// Write what is pending, fsync and end the thread. None: it had already ended.
+    pub(crate) async fn close(&self) -> Option<Closed> {
+        let (tx, rx) = oneshot::channel();
+        self.jobs.send(Job::Close(tx)).ok()?;
+        rx.await.ok()
+    }
+}
+
+/// The spool's thread: jobs in order; an acknowledgement at most every `ACK_INTERVAL`.
+fn work(mut spool: Spool, jobs: mpsc::Receiver<Job>, mut written: impl FnMut(Vec<Pending>, Option<EntryId>)) {
+    let mut pending_ack: Option<EntryId> = None;
+    let mut last_ack = Instant::now();
+    let mut dropped_seen = 0;
+    loop {
+        let wait = match pending_ack {
+            Some(_) => ACK_INTERVAL.saturating_sub(last_ack.elapsed()),
+            None => Duration::from_secs(3600),
+        };
+        match jobs.recv_timeout(wait) {
+            Ok(Job::Append(records, slot)) => {
+                let id = append(&mut spool, &records, &mut dropped_seen);
+                written(records, id);
+                drop(slot);
+            }
+            Ok(Job::Ack(id)) => pending_ack = Some(id),
+            Ok(Job::Barrier(done)) => {
+                let _ = done.send(());
+            }
+            Ok(Job::Close(done)) => {
+                flush_ack(&mut spool, &mut pending_ack, &mut last_ack);
+                if let Err(e) = spool.sync() {
+                    tracing::error!("cannot sync the spool: {e}");
+                }
+                let _ = done.send(Closed {
+                    left: spool.pending_entries(),
+                    bytes_written: spool.bytes_written(),
+                });
+                return;
+            }
+            Err(RecvTimeoutError::Timeout) => {}
+            // The service is gone without closing: what is on disk is delivered at the next start.
+            Err(RecvTimeoutError::Disconnected) => return,
+        }
+        if pending_ack.is_some() && last_ack.elapsed() >= ACK_INTERVAL {
+            flush_ack(&mut spool, &mut pending_ack, &mut last_ack);
+        }
+    }
+}
+
+/// Write the pending acknowledgement, if any.
+fn flush_ack(spool: &mut Spool, pending: &mut Option<EntryId>, last: &mut Instant) {
+    if let Some(id) = pending.take() {
+        if let Err(e) = spool.ack(id) {
+            tracing::error!("cannot acknowledge delivered records in the spool: {e}");
+        }
+        *last = Instant::now();
+    }
+}
+
+/// Write one batch; its entry's id. Errors are logged: the records stay in memory and are
+/// still delivered while the service runs.
+fn append(spool: &mut Spool, records: &[Pending], dropped_seen: &mut u64) -> Option<EntryId> {
+    let bytes = encode(records);
+    let id = match spool.append(&[&bytes]) {
+        Ok(ids) => ids.last().copied(),
+        Err(e) => {
+            tracing::error!("cannot write {} records to the spool: {e}", records.len());
+            None
+        }
+    };
+    let dropped = spool.dropped_entries();
+    if dropped > *dropped_seen {
+        tracing::warn!(
+            "the spool is full (service.spool_max_bytes): dropped its {} oldest batches",
+            dropped - *dropped_seen
+        );
+        *dropped_seen = dropped;
+    }
+    id
 }
 
 /// `[[name, value, t], ...]`.

@@ -26,6 +26,17 @@ pub struct LinkState {
     pub epoch: u64,
 }
 
+/// Why a link could not be made.
+#[derive(Debug, thiserror::Error)]
+pub enum LinkError {
+    /// The `[nats]` configuration is wrong (an unreadable credentials file, a bad URL).
+    #[error("{0}")]
+    Config(#[from] ConfigError),
+    /// The broker refused something the service needs.
+    #[error("{0}")]
+    Refused(String),
+}
+
 /// Why a batch was not confirmed.
 #[derive(Debug, thiserror::Error)]
 pub enum DeliveryError {
@@ -106,6 +117,7 @@ pub struct Link {
     state: watch::Receiver<LinkState>,
     ack_subject: String,
     ack: tokio::sync::Mutex<async_nats::Subscriber>,
+    refusal: Arc<watch::Sender<Option<String>>>,
     ack_seq: AtomicU64,
     confirm_timeout: Duration,
 }
@@ -114,9 +126,10 @@ impl Link {
     /// Start connecting. Returns at once: the connection is made in the background and
     /// re-made forever after every loss. Only configuration problems (unreadable credential
     /// files) are errors.
-    pub async fn connect(cfg: &NatsConfig, default_name: &str) -> Result<Link, ConfigError> {
+    pub async fn connect(cfg: &NatsConfig, default_name: &str) -> Result<Link, LinkError> {
         let (state_tx, state) = watch::channel(LinkState::default());
         let state_tx = Arc::new(state_tx);
+        let refusal = Arc::new(watch::Sender::new(None));
         let mut opts = async_nats::ConnectOptions::new();
         if let Some(path) = &cfg.creds_file {
             check_private(path, "nats.creds_file")?;
@@ -160,6 +173,7 @@ impl Link {
             opts = opts.add_client_certificate(c.clone(), k.clone());
         }
         let events_tx = state_tx.clone();
+        let events_refusal = refusal.clone();
         opts = opts
             .require_tls(cfg.tls_required)
             .name(cfg.name.clone().unwrap_or_else(|| default_name.to_string()))
@@ -172,6 +186,7 @@ impl Link {
             })
             .event_callback(move |event| {
                 let tx = events_tx.clone();
+                let refusal = events_refusal.clone();
                 async move {
                     match event {
                         async_nats::Event::Connected => {
@@ -185,6 +200,13 @@ impl Link {
                             tx.send_modify(|s| s.connected = false);
                             tracing::warn!("disconnected from the broker; collecting into the buffer meanwhile");
                         }
+                        // The broker accepted the user but not a subject it needs: a restart
+                        // (after the broker's configuration is fixed) is the way out.
+                        async_nats::Event::ServerError(async_nats::ServerError::Other(e))
+                            if e.to_lowercase().contains("permissions violation") =>
+                        {
+                            refusal.send_replace(Some(format!("the broker refused: {e}")));
+                        }
                         other => tracing::info!("broker event: {other}"),
                     }
                 }
@@ -197,15 +219,27 @@ impl Link {
         let ack = client
             .subscribe(ack_subject.clone())
             .await
-            .map_err(|e| ConfigError::one("configuration", "nats", format!("cannot subscribe: {e}")))?;
+            .map_err(|e| LinkError::Refused(format!("cannot subscribe to {ack_subject}: {e}")))?;
         Ok(Link {
             client,
             state,
             ack_subject,
             ack: tokio::sync::Mutex::new(ack),
             ack_seq: AtomicU64::new(0),
+            refusal,
             confirm_timeout: Duration::from_millis(cfg.confirm_timeout_ms),
         })
+    }
+
+    /// Why the broker refuses what the service needs (a subject's permission, a
+    /// subscription), once it did: the service cannot do its job and stops.
+    pub fn refusal(&self) -> watch::Receiver<Option<String>> {
+        self.refusal.subscribe()
+    }
+
+    /// Record that the broker refused something the service needs.
+    pub fn refuse(&self, why: String) {
+        self.refusal.send_replace(Some(why));
     }
 
     /// The client, for subscriptions.

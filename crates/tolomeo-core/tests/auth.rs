@@ -342,3 +342,43 @@ async fn tls_with_a_private_ca() {
     .await;
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// A broker that accepts the user but not a subject the service needs: the service stops the
+/// orderly way and exits 69 (EX_UNAVAILABLE), not 78, so that systemd's `Restart=on-failure`
+/// retries it (the units prevent a restart only for 78), and it says which subject.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refused_subject_exits_69_naming_it() {
+    let dir = temp_dir("perm");
+    let conf = dir.join("nats.conf");
+    for (deny, subject) in [
+        (r#"publish: { deny: ["events.data"] }"#, "events.data"),
+        (r#"subscribe: { deny: ["commands.>"] }"#, "commands.temp-example.req"),
+    ] {
+        std::fs::write(
+            &conf,
+            format!("authorization {{ users = [ {{ user: svc, password: pw, permissions: {{ {deny} }} }} ] }}\n"),
+        )
+        .unwrap();
+        let nats = NatsServer::start_with(&["-c", conf.to_str().unwrap()]);
+        let cfg = dir.join("service.toml");
+        std::fs::write(
+            &cfg,
+            "[service]\npoll_time_ms = 100\nspool_dir = \"\"\n[nats]\nuser = \"svc\"\npassword = \"pw\"\n",
+        )
+        .unwrap();
+        let mut svc = ServiceProcess::start(
+            &target_binary("examples/temp_service"),
+            &["--config", cfg.to_str().unwrap()],
+            "SNPERM1",
+            &nats.url(),
+        );
+        let code = svc.wait(Duration::from_secs(15));
+        let log = svc.log();
+        assert_eq!(code, Some(69), "denied {subject}; log:\n{log}");
+        assert!(
+            log.to_lowercase().contains("permissions violation") && log.contains(subject),
+            "denied {subject}; log:\n{log}"
+        );
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -15,17 +15,17 @@
 //!   plugin's reading tasks.
 //!
 //! Shutdown order: stop the plugin's tasks, drain what they queued, deliver the buffer
-//! (bounded by `shutdown_timeout_ms`), disconnect the plugin, close the connection.
+//! (bounded by `shutdown_timeout_ms`; at once when the broker is away and everything held is
+//! in the spool), write the spool's acknowledgement, disconnect the plugin, close the connection.
 
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
 use tokio::sync::{Notify, watch};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use crate::buffer::Buffer;
 use crate::command::Router;
 use crate::config::{ConfigError, NatsConfig, ServiceConfig};
 use crate::health::Notifier;
@@ -33,17 +33,19 @@ use crate::metric::{Announcement, Metric, MetricError, Registry};
 use crate::plugin::{PluginContext, SensorPlugin, TaskManager};
 use crate::reading::{self};
 use crate::senml::PackLimits;
-use crate::spooling::{Recovered, Spooler};
-use crate::transport::Link;
+use crate::spooling::{self, Recovered};
+use crate::transport::{Link, LinkError};
 use crate::wire::{DeviceSerial, ServiceName};
 
 mod delivery;
+mod outbox;
 mod poll;
 mod tasks;
 
 use delivery::Delivery;
+use outbox::Outbox;
 use poll::{DropReport, Poller};
-use tasks::{announce, connect_plugin, follow_link, heartbeat, serve_commands};
+use tasks::{announce, connect_plugin, heartbeat, serve_commands, stop_when_refused};
 
 /// Everything a service needs besides its plugin.
 #[derive(Debug, Clone)]
@@ -96,6 +98,19 @@ pub enum ServiceError {
     /// A configuration problem found while starting (e.g. an unreadable credentials file).
     #[error("{0}")]
     Config(#[from] ConfigError),
+    /// The broker refused something the service needs (a subject's permission, a
+    /// subscription): it stopped, and a restart may help once the broker is fixed.
+    #[error("{0}")]
+    Refused(String),
+}
+
+impl From<LinkError> for ServiceError {
+    fn from(e: LinkError) -> Self {
+        match e {
+            LinkError::Config(e) => ServiceError::Config(e),
+            LinkError::Refused(why) => ServiceError::Refused(why),
+        }
+    }
 }
 
 /// Counters reported by `GetStatus`.
@@ -126,11 +141,8 @@ struct Shared {
     poll_time: watch::Sender<Duration>,
     registry: RwLock<Arc<Registry>>,
     metrics_changed: Notify,
-    published: AtomicU64,
-    dropped: AtomicU64,
-    buffered: AtomicU64,
-    last_publish_bits: AtomicU64,
-    connected: AtomicBool,
+    outbox: Arc<Outbox>,
+    link: Arc<Link>,
 }
 
 impl ServiceHandle {
@@ -161,13 +173,13 @@ impl ServiceHandle {
     }
     /// Delivery counters.
     pub fn status(&self) -> Status {
-        let bits = self.0.last_publish_bits.load(Ordering::Relaxed);
+        let counts = self.0.outbox.counts();
         Status {
-            published_records: self.0.published.load(Ordering::Relaxed),
-            dropped_records: self.0.dropped.load(Ordering::Relaxed),
-            buffered_records: self.0.buffered.load(Ordering::Relaxed),
-            last_publish_t: (bits != 0).then(|| f64::from_bits(bits)),
-            broker_connected: self.0.connected.load(Ordering::Relaxed),
+            published_records: counts.published,
+            dropped_records: counts.dropped,
+            buffered_records: counts.buffered,
+            last_publish_t: counts.last_publish_t,
+            broker_connected: self.0.link.is_connected(),
         }
     }
     /// The entries announced on `events.params`.
@@ -187,11 +199,6 @@ impl ServiceHandle {
         match self.0.registry.read() {
             Ok(r) => r.clone(),
             Err(poisoned) => poisoned.into_inner().clone(),
-        }
-    }
-    fn count_dropped(&self, n: u64) {
-        if n > 0 {
-            self.0.dropped.fetch_add(n, Ordering::Relaxed);
         }
     }
 }
@@ -215,12 +222,16 @@ impl<P: SensorPlugin> Service<P> {
     /// `shutdown_timeout_ms`), disconnect. Errors only for what prevents starting at all.
     pub async fn run(self, shutdown: CancellationToken) -> Result<(), ServiceError> {
         let Service { settings, plugin } = self;
+        // Cancelled by the caller, or by the service itself when the broker refuses it.
+        let shutdown = shutdown.child_token();
         let cfg = &settings.service;
         let base_name = settings.serial.base_name();
         let registry = Registry::new(plugin.id(), &base_name, plugin.metrics())?;
         let router = Router::new(plugin.commands(), Duration::from_millis(cfg.command_timeout_ms))
             .map_err(ServiceError::Commands)?;
         let link = Arc::new(Link::connect(&settings.nats, settings.name.as_str()).await?);
+        let (outbox, recovered) = open_outbox(cfg).await?;
+        let outbox = Arc::new(outbox);
         let (poll_tx, poll_rx) = watch::channel(settings.poll_time());
         let handle = ServiceHandle(Arc::new(Shared {
             name: settings.name.clone(),
@@ -231,26 +242,17 @@ impl<P: SensorPlugin> Service<P> {
             poll_time: poll_tx,
             registry: RwLock::new(Arc::new(registry)),
             metrics_changed: Notify::new(),
-            published: AtomicU64::new(0),
-            dropped: AtomicU64::new(0),
-            buffered: AtomicU64::new(0),
-            last_publish_bits: AtomicU64::new(0),
-            connected: AtomicBool::new(false),
+            outbox: outbox.clone(),
+            link: link.clone(),
         }));
         let (readings, queue) = reading::channel(cfg.reading_queue);
-        let buffer = Arc::new(Mutex::new(Buffer::new(cfg.buffer_records)));
-        let (spooler, recovered) = open_spool(cfg)?;
-        let spooler = Arc::new(Mutex::new(spooler));
-        let new_data = Arc::new(Notify::new());
         let plugin_ready = Arc::new(AtomicBool::new(false));
         let notifier = Notifier::from_env();
         let mut poller = Poller {
             plugin: plugin.clone(),
             plugin_ready: plugin_ready.clone(),
             queue,
-            buffer: buffer.clone(),
-            spooler: spooler.clone(),
-            new_data: new_data.clone(),
+            outbox: outbox.clone(),
             handle: handle.clone(),
             drops: DropReport::default(),
         };
@@ -272,7 +274,7 @@ impl<P: SensorPlugin> Service<P> {
             plugin_ready.clone(),
             internal.clone(),
         ));
-        tracker.spawn(follow_link(link.clone(), handle.clone(), internal.clone()));
+        tracker.spawn(stop_when_refused(link.clone(), shutdown.clone(), internal.clone()));
         tracker.spawn(heartbeat(
             link.clone(),
             plugin.clone(),
@@ -299,10 +301,8 @@ impl<P: SensorPlugin> Service<P> {
         let delivery = tokio::spawn(
             Delivery {
                 link: link.clone(),
-                buffer: buffer.clone(),
-                spooler: spooler.clone(),
-                new_data: new_data.clone(),
-                handle: handle.clone(),
+                outbox: outbox.clone(),
+                base_name: base_name.clone(),
                 limits: PackLimits {
                     max_records: cfg.max_pack_records,
                     max_bytes: cfg.max_pack_bytes,
@@ -328,24 +328,27 @@ impl<P: SensorPlugin> Service<P> {
         tracing::info!("stopping: ending the plugin's tasks");
         plugin_tasks.shutdown().await;
         poller.collect(false).await;
-        let held = lock(&buffer).len();
+        outbox.settle().await;
+        let held = outbox.len();
         finishing.cancel();
         let deadline = Duration::from_millis(cfg.shutdown_timeout_ms);
-        match tokio::time::timeout(deadline, delivery).await {
-            Ok(_) => tracing::info!("delivered what was held ({held} records at stop)"),
-            Err(_) => tracing::warn!(
-                "{} records could not be delivered within {} ms and are lost",
-                lock(&buffer).len(),
+        let delivered = tokio::time::timeout(deadline, delivery).await.is_ok();
+        match outbox.len() {
+            0 => tracing::info!("delivered what was held ({held} records at stop)"),
+            left if outbox.is_durable() => tracing::info!(
+                "{left} records not delivered (the broker {}); they are in the spool",
+                if delivered {
+                    "is not connected"
+                } else {
+                    "did not confirm them in time"
+                }
+            ),
+            left => tracing::warn!(
+                "{left} records could not be delivered within {} ms and are lost",
                 deadline.as_millis()
             ),
         }
-        if let Some(sp) = lock(&spooler).as_mut() {
-            let left = sp.close();
-            if left > 0 {
-                tracing::info!("{left} batches stay in the spool and are delivered at the next start");
-            }
-            tracing::info!("spool: {} bytes written since start", sp.bytes_written());
-        }
+        outbox.close().await;
         internal.cancel();
         tracker.close();
         tracker.wait().await;
@@ -354,34 +357,39 @@ impl<P: SensorPlugin> Service<P> {
         }
         link.close().await;
         tracing::info!("stopped");
-        Ok(())
+        match link.refusal().borrow().clone() {
+            Some(why) => Err(ServiceError::Refused(why)),
+            None => Ok(()),
+        }
     }
 }
 
-pub(super) fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    match m.lock() {
-        Ok(g) => g,
-        Err(poisoned) => poisoned.into_inner(),
-    }
-}
-
-/// The spool, if configured (or given by systemd's `StateDirectory=`), and what it holds.
-fn open_spool(cfg: &ServiceConfig) -> Result<(Option<Spooler>, Recovered), ServiceError> {
+/// The outbox, with the spool if configured (or given by systemd's `StateDirectory=`), and
+/// what the spool held.
+async fn open_outbox(cfg: &ServiceConfig) -> Result<(Outbox, Recovered), ServiceError> {
+    let memory = || Ok((Outbox::new(cfg.buffer_records), Vec::new()));
     let explicit = cfg.spool_dir.clone();
     let dir = match &explicit {
-        Some(d) if d.as_os_str().is_empty() => return Ok((None, Vec::new())),
+        Some(d) if d.as_os_str().is_empty() => return memory(),
         Some(d) => d.clone(),
         None => match std::env::var_os("STATE_DIRECTORY") {
             // systemd gives a colon-separated list when several are configured: the first is ours.
             Some(s) => match s.to_string_lossy().split(':').next() {
                 Some(first) if !first.is_empty() => std::path::PathBuf::from(first).join("spool"),
-                _ => return Ok((None, Vec::new())),
+                _ => return memory(),
             },
-            None => return Ok((None, Vec::new())),
+            None => return memory(),
         },
     };
-    match Spooler::open(dir.clone(), cfg.spool_max_bytes, cfg.spool_fsync_batches) {
-        Ok((spooler, entries, recovery)) => {
+    // Reading the spool back is disk I/O too: off the runtime's thread.
+    let (max_bytes, fsync) = (cfg.spool_max_bytes, cfg.spool_fsync_batches);
+    let opening = dir.clone();
+    let opened = tokio::task::spawn_blocking(move || spooling::open(opening, max_bytes, fsync))
+        .await
+        .unwrap_or_else(|e| Err(std::io::Error::other(e)))
+        .and_then(|(spool, entries, recovery)| Ok((Outbox::with_spool(cfg.buffer_records, spool)?, entries, recovery)));
+    match opened {
+        Ok((outbox, entries, recovery)) => {
             let records: usize = entries.iter().map(|(_, r)| r.len()).sum();
             if records > 0 || recovery.corrupt_entries > 0 || recovery.skipped_bytes > 0 {
                 tracing::info!(
@@ -391,7 +399,7 @@ fn open_spool(cfg: &ServiceConfig) -> Result<(Option<Spooler>, Recovered), Servi
                     recovery.skipped_bytes
                 );
             }
-            Ok((Some(spooler), entries))
+            Ok((outbox, entries))
         }
         Err(e) if explicit.is_some() => Err(ServiceError::Config(ConfigError::one(
             "configuration",
@@ -403,7 +411,7 @@ fn open_spool(cfg: &ServiceConfig) -> Result<(Option<Spooler>, Recovered), Servi
                 "cannot use {} as the spool ({e}); records are kept in memory only",
                 dir.display()
             );
-            Ok((None, Vec::new()))
+            memory()
         }
     }
 }

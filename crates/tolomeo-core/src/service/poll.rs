@@ -1,29 +1,28 @@
 //! The poll loop: sample, drain the reading channel, check every value, store the records.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use tokio::sync::{Notify, watch};
+use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
-use super::{ServiceHandle, lock};
-use crate::buffer::{Buffer, Pending};
+use super::ServiceHandle;
+use super::outbox::Outbox;
+use crate::buffer::Pending;
 use crate::health::Notifier;
 use crate::metric::Registry;
 use crate::plugin::SensorPlugin;
 use crate::reading::{Reading, ReadingQueue, Value};
-use crate::spooling::{Recovered, Spooler};
+use crate::spooling::Recovered;
 
 /// The poll loop and the conversion of readings into records.
 pub(super) struct Poller<P> {
     pub(super) plugin: Arc<P>,
     pub(super) plugin_ready: Arc<AtomicBool>,
     pub(super) queue: ReadingQueue,
-    pub(super) buffer: Arc<Mutex<Buffer>>,
-    pub(super) spooler: Arc<Mutex<Option<Spooler>>>,
-    pub(super) new_data: Arc<Notify>,
+    pub(super) outbox: Arc<Outbox>,
     pub(super) handle: ServiceHandle,
     pub(super) drops: DropReport,
 }
@@ -100,31 +99,9 @@ impl<P: SensorPlugin> Poller<P> {
         let overflow = self.queue.overflow.swap(0, Ordering::Relaxed);
         self.drops.queue_full += overflow;
         records.sort_by(|a, b| a.time.total_cmp(&b.time));
-        let dropped_old = self.store(records, None);
-        if dropped_old > 0 {
-            self.drops.buffer_full += dropped_old as u64;
-        }
-        self.handle.count_dropped(self.drops.flush());
-        self.new_data.notify_one();
-    }
-
-    /// Records into the buffer, and to the spool unless they came from it (`from_spool`).
-    /// Returns how many old records the buffer dropped.
-    fn store(&mut self, records: Vec<Pending>, from_spool: Option<crate::spool::EntryId>) -> usize {
-        let mut buf = lock(&self.buffer);
-        let last_seq = (buf.next_seq() + records.len() as u64)
-            .checked_sub(1)
-            .filter(|_| !records.is_empty());
-        if let Some(sp) = lock(&self.spooler).as_mut() {
-            match (from_spool, last_seq) {
-                (Some(id), last) => sp.mark(last, id),
-                (None, Some(last)) => sp.append(&records, last),
-                (None, None) => {}
-            }
-        }
-        let dropped = if records.is_empty() { 0 } else { buf.push(records) };
-        self.handle.0.buffered.store(buf.len() as u64, Ordering::Relaxed);
-        dropped
+        self.outbox.count_dropped(self.drops.flush());
+        // To the spool's thread (which waits for the disk) and then the buffer.
+        self.outbox.store(records).await;
     }
 
     /// Put what the spool held back into the buffer, ahead of anything new.
@@ -135,10 +112,9 @@ impl<P: SensorPlugin> Poller<P> {
             for r in readings {
                 self.absorb(r, &registry, &mut records);
             }
-            let dropped = self.store(records, Some(id));
-            self.drops.buffer_full += dropped as u64;
+            self.outbox.restore(records, id);
         }
-        self.handle.count_dropped(self.drops.flush());
+        self.outbox.count_dropped(self.drops.flush());
     }
 
     fn absorb(&mut self, reading: Reading, registry: &Registry, out: &mut Vec<Pending>) {
@@ -174,7 +150,6 @@ pub(super) struct DropReport {
     pub(super) wrong_type: BTreeMap<String, u64>,
     pub(super) not_finite: BTreeMap<String, u64>,
     pub(super) queue_full: u64,
-    pub(super) buffer_full: u64,
     pub(super) last_sample_error: Option<String>,
 }
 
@@ -197,8 +172,7 @@ impl DropReport {
     /// Log what was dropped this poll and return how many records that was.
     fn flush(&mut self) -> u64 {
         let sum = |m: &BTreeMap<String, u64>| m.values().sum::<u64>();
-        let total =
-            sum(&self.undeclared) + sum(&self.wrong_type) + sum(&self.not_finite) + self.queue_full + self.buffer_full;
+        let total = sum(&self.undeclared) + sum(&self.wrong_type) + sum(&self.not_finite) + self.queue_full;
         if total == 0 {
             return 0;
         }
@@ -230,17 +204,10 @@ impl DropReport {
                 self.queue_full
             );
         }
-        if self.buffer_full > 0 {
-            tracing::warn!(
-                "dropped the {} oldest records: the delivery buffer is full (service.buffer_records)",
-                self.buffer_full
-            );
-        }
         self.undeclared.clear();
         self.wrong_type.clear();
         self.not_finite.clear();
         self.queue_full = 0;
-        self.buffer_full = 0;
         total
     }
 }

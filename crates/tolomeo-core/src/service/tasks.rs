@@ -16,15 +16,16 @@ use crate::senml;
 use crate::transport::Link;
 use crate::wire::{PARAMS_SUBJECT, ServiceName};
 
-/// Keep `broker_connected` in step with the link.
-pub(super) async fn follow_link(link: Arc<Link>, handle: ServiceHandle, stop: CancellationToken) {
-    let mut state = link.state();
-    loop {
-        let connected = state.borrow_and_update().connected;
-        handle.0.connected.store(connected, Ordering::Relaxed);
-        tokio::select! {
-            _ = stop.cancelled() => return,
-            r = state.changed() => if r.is_err() { return },
+/// Stop the service (the orderly way) once the broker refuses something it needs.
+pub(super) async fn stop_when_refused(link: Arc<Link>, shutdown: CancellationToken, stop: CancellationToken) {
+    let mut refusal = link.refusal();
+    tokio::select! {
+        _ = stop.cancelled() => {}
+        r = refusal.wait_for(Option::is_some) => {
+            if let Ok(why) = r {
+                tracing::error!("{}; stopping", why.as_deref().unwrap_or_default());
+            }
+            shutdown.cancel();
         }
     }
 }
@@ -142,10 +143,7 @@ pub(super) async fn serve_commands<P: SensorPlugin>(
     let mut sub = match link.client().subscribe(name.request_subject()).await {
         Ok(s) => s,
         Err(e) => {
-            tracing::error!(
-                "cannot subscribe to {}: {e}; commands are not served",
-                name.request_subject()
-            );
+            link.refuse(format!("cannot subscribe to {}: {e}", name.request_subject()));
             return;
         }
     };
