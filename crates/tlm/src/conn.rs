@@ -3,7 +3,8 @@
 //! They cover what a service's `[nats]` section covers (PROTOCOL.md section 0): URL,
 //! user/password, token, NKey seed, `.creds` file, TLS CA and client certificate. The core's
 //! `transport::Link` is made for services (retry forever, delivery confirmation); a CLI wants
-//! to fail fast instead, so this builds a plain `async_nats::ConnectOptions`.
+//! to fail fast instead, so this builds a plain `async_nats::ConnectOptions`, reading a
+//! `.creds` file with the services' own parser (`transport::with_credentials_file`).
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -13,7 +14,7 @@ use crate::exit::Failure;
 /// How to reach the broker.
 #[derive(Debug, Clone, clap::Args)]
 #[command(next_help_heading = "Connection")]
-pub struct ConnArgs {
+pub(crate) struct ConnArgs {
     /// Broker URL.
     #[arg(
         short = 's',
@@ -54,12 +55,10 @@ pub struct ConnArgs {
 
 impl ConnArgs {
     /// Connects once, or fails with exit code 4 (2 for an unreadable credentials file).
-    pub async fn connect(&self) -> Result<async_nats::Client, Failure> {
+    pub(crate) async fn connect(&self) -> Result<async_nats::Client, Failure> {
         let mut opts = async_nats::ConnectOptions::new().name("tlm");
         if let Some(path) = &self.creds {
-            opts = opts
-                .credentials_file(path)
-                .await
+            opts = tolomeo_core::transport::with_credentials_file(opts, path)
                 .map_err(|e| Failure::usage(format!("--creds {}: {e}: expected a NATS .creds file", path.display())))?;
         }
         if let Some(path) = &self.nkey {

@@ -10,7 +10,7 @@ use tolomeo_core::senml::{Problem, RELATIVE_TIME_LIMIT, Record, check_name};
 
 /// What a pack is meant to be.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
-pub enum Kind {
+pub(crate) enum Kind {
     /// Telemetry on events.data (PROTOCOL.md section 1).
     Data,
     /// The metric announcement on events.params (section 2).
@@ -21,21 +21,13 @@ pub enum Kind {
     Response,
 }
 
-/// Requests above this size are refused with `invalid_request` (PROTOCOL.md section 4).
-pub const MAX_REQUEST_BYTES: usize = 64 * 1024;
-
-/// The error codes of PROTOCOL.md section 4.
-const ERROR_CODES: &[&str] = &[
-    "unknown_command",
-    "invalid_request",
-    "invalid_payload",
-    "forbidden",
-    "failed",
-    "timeout",
-];
+use tolomeo_core::command::ErrorCode;
+/// Requests above this size are refused with `invalid_request` (PROTOCOL.md section 4): the
+/// services' own limit.
+pub(crate) use tolomeo_core::command::MAX_REQUEST_BYTES;
 
 /// The protocol problems and warnings of a pack of `size` bytes that decoded as `pack`.
-pub fn problems(kind: Kind, pack: &[Record], size: usize) -> (Vec<Problem>, Vec<Problem>) {
+pub(crate) fn problems(kind: Kind, pack: &[Record], size: usize) -> (Vec<Problem>, Vec<Problem>) {
     match kind {
         Kind::Data => data(pack),
         Kind::Params => (params(pack), Vec::new()),
@@ -229,8 +221,9 @@ fn response(pack: &[Record]) -> Vec<Problem> {
             Ok(obj) => {
                 if let Some(err) = obj.get("error") {
                     let code = err.get("code").and_then(Value::as_str);
-                    if !code.is_some_and(|c| ERROR_CODES.contains(&c)) {
-                        let expected = ERROR_CODES.join(", ");
+                    if code.and_then(ErrorCode::from_wire).is_none() {
+                        let expected: Vec<&str> = ErrorCode::ALL.iter().map(|c| c.as_str()).collect();
+                        let expected = expected.join(", ");
                         out.push(problem(
                             i,
                             "vs",

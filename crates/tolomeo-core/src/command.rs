@@ -80,6 +80,21 @@ pub enum ErrorCode {
 }
 
 impl ErrorCode {
+    /// Every code, in the order of PROTOCOL.md section 4.
+    pub const ALL: [ErrorCode; 6] = [
+        ErrorCode::UnknownCommand,
+        ErrorCode::InvalidRequest,
+        ErrorCode::InvalidPayload,
+        ErrorCode::Forbidden,
+        ErrorCode::Failed,
+        ErrorCode::Timeout,
+    ];
+
+    /// The code whose wire string is `s`.
+    pub fn from_wire(s: &str) -> Option<ErrorCode> {
+        ErrorCode::ALL.into_iter().find(|c| c.as_str() == s)
+    }
+
     /// The wire string.
     pub fn as_str(self) -> &'static str {
         match self {

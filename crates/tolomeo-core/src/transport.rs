@@ -83,6 +83,22 @@ pub fn check_private(path: &std::path::Path, key: &str) -> Result<(), ConfigErro
     Ok(())
 }
 
+/// `opts` authenticating with the NATS credentials file at `path`: a user JWT and its NKey
+/// seed, as `nsc generate creds` writes it. The services and `tlm` both read credentials
+/// files with it. Err: why the file cannot be used.
+pub fn with_credentials_file(
+    opts: async_nats::ConnectOptions,
+    path: &std::path::Path,
+) -> Result<async_nats::ConnectOptions, String> {
+    let text = std::fs::read_to_string(path).map_err(|e| e.to_string())?;
+    let (jwt, key) = user_credentials(&text)?;
+    let key = Arc::new(key);
+    Ok(opts.jwt(jwt, move |nonce| {
+        let key = key.clone();
+        async move { key.sign(&nonce).map_err(async_nats::AuthError::new) }
+    }))
+}
+
 /// The user JWT and key pair of a credentials file as `nsc generate creds` writes it: two
 /// blocks, each a `-----BEGIN ...-----` line, one line of text and a `------END ...------`
 /// line, the JWT first and the user's NKey seed second; any other line is ignored.
@@ -133,21 +149,13 @@ impl Link {
         let mut opts = async_nats::ConnectOptions::new();
         if let Some(path) = &cfg.creds_file {
             check_private(path, "nats.creds_file")?;
-            let creds = std::fs::read_to_string(path)
-                .map_err(|e| e.to_string())
-                .and_then(|text| user_credentials(&text))
-                .map_err(|e| {
-                    ConfigError::one(
-                        "configuration",
-                        "nats.creds_file",
-                        format!("cannot use {}: {e}", path.display()),
-                    )
-                })?;
-            let (jwt, key) = (creds.0, Arc::new(creds.1));
-            opts = opts.jwt(jwt, move |nonce| {
-                let key = key.clone();
-                async move { key.sign(&nonce).map_err(async_nats::AuthError::new) }
-            });
+            opts = with_credentials_file(opts, path).map_err(|e| {
+                ConfigError::one(
+                    "configuration",
+                    "nats.creds_file",
+                    format!("cannot use {}: {e}", path.display()),
+                )
+            })?;
         }
         if let Some(path) = &cfg.nkey_seed_file {
             check_private(path, "nats.nkey_seed_file")?;
