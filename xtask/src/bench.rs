@@ -3,7 +3,8 @@
 //! - `encode`, `publish`: `cargo bench -p tolomeo-core` (SenML encoding rate; publish path
 //!   against a bare async-nats loop, side by side on one private nats-server).
 //! - `footprint`: each service built in release mode, run at a 1 s poll against a private
-//!   nats-server for `--duration` seconds; resident memory (VmRSS, sampled every second) and
+//!   nats-server for `--duration` seconds; resident memory (VmRSS, PSS and USS from
+//!   smaps_rollup, sampled every second) and
 //!   CPU time (every thread's schedstat, in nanoseconds) over the measured window.
 //! - `flash` (a VM with a throttled disk, tests/flash.rs) and `fsync` (strace delays every
 //!   fsync, tests/fsync.rs): heartbeat intervals and `Ping` round trips with the spool on a
@@ -17,13 +18,11 @@ use anyhow::{Context, Result, bail};
 use crate::{cargo, sh};
 
 /// A service to measure: how to build it, how to run it, and what it needs running beside it.
-pub(crate) struct Target {
+struct Target {
     label: &'static str,
-    /// The cargo package; empty for the example (built by `example_as_service`).
-    pub(crate) package: &'static str,
     build: &'static [&'static str],
     binary: &'static str,
-    pub(crate) args: &'static [&'static str],
+    args: &'static [&'static str],
     beside: &'static [&'static str],
     /// A TCP port on 127.0.0.1 that accepts connections once `beside` is ready.
     ready_port: Option<u16>,
@@ -32,7 +31,6 @@ pub(crate) struct Target {
 const TARGETS: &[Target] = &[
     Target {
         label: "temp_service example (tolomeo-core), 1 s poll",
-        package: "",
         // Built as a service crate of its own would build it: see `example_as_service`.
         build: &[],
         binary: "target/release/temp_service",
@@ -42,7 +40,6 @@ const TARGETS: &[Target] = &[
     },
     Target {
         label: "tlm-cpu-monitor, default groups, 1 s poll",
-        package: "cpu-monitor",
         build: &["build", "--release", "-p", "cpu-monitor"],
         binary: "target/release/tlm-cpu-monitor",
         args: &[
@@ -56,7 +53,6 @@ const TARGETS: &[Target] = &[
     },
     Target {
         label: "tlm-can-engine, 100 Hz bus (replay), 1 s poll",
-        package: "can-engine",
         build: &["build", "--release", "-p", "can-engine"],
         binary: "target/release/tlm-can-engine",
         args: &["--config", "services/can-engine/bench/footprint.toml"],
@@ -65,7 +61,6 @@ const TARGETS: &[Target] = &[
     },
     Target {
         label: "tlm-modbus-sensors, 10 TCP devices, 1 s poll",
-        package: "modbus-sensors",
         build: &["build", "--release", "-p", "modbus-sensors"],
         binary: "target/release/tlm-modbus-sensors",
         args: &["--config", "services/modbus-sensors/bench/footprint.toml"],
@@ -81,7 +76,7 @@ const TARGETS: &[Target] = &[
     },
 ];
 
-pub fn run(which: &str, duration: u64) -> Result<()> {
+pub(crate) fn run(which: &str, duration: u64) -> Result<()> {
     match which {
         "all" => {
             sh(cargo().args(["bench", "-p", "tolomeo-core"]))?;
@@ -106,20 +101,8 @@ fn fsync(duration: u64) -> Result<()> {
     crate::system::bench("fsync", duration, None)
 }
 
-impl Target {
-    /// The binary's file name (`tlm-cpu-monitor`).
-    pub(crate) fn binary_name(&self) -> &'static str {
-        self.binary.rsplit('/').next().unwrap_or(self.binary)
-    }
-}
-
-/// The three services (not the example).
-pub(crate) fn service_targets() -> impl Iterator<Item = &'static Target> {
-    TARGETS.iter().filter(|t| !t.package.is_empty())
-}
-
 /// A nats-server on a free port of 127.0.0.1, and its URL.
-pub(crate) fn private_nats() -> Result<(Child, String)> {
+fn private_nats() -> Result<(Child, String)> {
     let port = crate::demo::free_port()?;
     let nats = Command::new(crate::demo::nats_server()?)
         .args(["-a", "127.0.0.1", "-p", &port.to_string()])
@@ -132,7 +115,7 @@ pub(crate) fn private_nats() -> Result<(Child, String)> {
 }
 
 /// What `t` needs running beside it (the Modbus peer), started and listening.
-pub(crate) fn start_beside(t: &Target) -> Result<Option<Child>> {
+fn start_beside(t: &Target) -> Result<Option<Child>> {
     let beside = match t.beside.split_first() {
         Some((cmd, args)) => Some(
             Command::new(cmd)
@@ -182,14 +165,15 @@ fn footprint(duration: u64) -> Result<()> {
         }
         let m = m?;
         println!(
-            "{}: RSS max {:.2} MiB (mean {:.2}; private/anonymous max {:.2}, shared file pages {:.2}); \
-             PSS max {:.2} MiB; CPU {:.3} % of one core over {} s; binary {:.2} MiB",
+            "{}: RSS / PSS / USS max {:.2} / {:.2} / {:.2} MiB (RSS mean {:.2}; anonymous max {:.2}, \
+             file pages {:.2}); CPU {:.3} % of one core over {} s; binary {:.2} MiB",
             t.label,
             m.rss_max_kib as f64 / 1024.0,
+            m.pss_max_kib as f64 / 1024.0,
+            m.uss_max_kib as f64 / 1024.0,
             m.rss_mean_kib / 1024.0,
             m.anon_max_kib as f64 / 1024.0,
             m.file_max_kib as f64 / 1024.0,
-            m.pss_max_kib as f64 / 1024.0,
             m.cpu_percent,
             duration,
             size as f64 / 1_048_576.0
@@ -201,7 +185,7 @@ fn footprint(duration: u64) -> Result<()> {
 }
 
 /// Build `crates/tolomeo-core/examples/temp_service.rs` as the binary of a crate that depends
-/// on tolomeo-core alone (and tolomeo-build, for its build script), with the workspace's
+/// on tolomeo-core alone, with the workspace's
 /// release profile and lock file.
 ///
 /// `cargo build --example` would also enable the features of tolomeo-core's dev-dependencies
@@ -227,15 +211,13 @@ fn example_as_service() -> Result<()> {
          [[bin]]\nname = \"temp_service\"\npath = {example:?}\n\n\
          [dependencies]\ntolomeo-core = {{ path = {core:?} }}\n\
          serde = {{ version = \"1\", features = [\"derive\"] }}\ntokio = {{ version = \"1\", features = [\"time\"] }}\n\n\
-         [build-dependencies]\ntolomeo-build = {{ path = {build:?} }}\n\n\
          [workspace]\n\n[{profile}",
         example = core.join("examples/temp_service.rs"),
         core = core,
-        build = root.join("crates/tolomeo-build"),
     );
     std::fs::write(dir.join("Cargo.toml"), toml)?;
-    // As the crate documentation of tolomeo-build tells a service author to.
-    std::fs::write(dir.join("build.rs"), "fn main() {\n    tolomeo_build::hot_text();\n}\n")?;
+    // An earlier version wrote a build script here; cargo would run it.
+    let _ = std::fs::remove_file(dir.join("build.rs"));
     std::fs::copy(root.join("Cargo.lock"), dir.join("Cargo.lock"))?;
     sh(cargo()
         .args(["build", "--release", "--manifest-path"])
@@ -260,6 +242,7 @@ struct Footprint {
     anon_max_kib: u64,
     file_max_kib: u64,
     pss_max_kib: u64,
+    uss_max_kib: u64,
     cpu_percent: f64,
 }
 
@@ -273,13 +256,15 @@ fn measure(child: &mut Child, duration: Duration) -> Result<Footprint> {
     let cpu0 = cpu_ns(pid)?;
     let t0 = Instant::now();
     let (mut max, mut sum, mut n) = (0u64, 0u64, 0u64);
-    let (mut anon, mut file, mut pss) = (0u64, 0u64, 0u64);
+    let (mut anon, mut file, mut pss, mut uss) = (0u64, 0u64, 0u64, 0u64);
     while t0.elapsed() < duration {
         let rss = status_kib(pid, "VmRSS:")?;
         max = max.max(rss);
         anon = anon.max(status_kib(pid, "RssAnon:")?);
         file = file.max(status_kib(pid, "RssFile:")?);
-        pss = pss.max(pss_kib(pid).unwrap_or(0));
+        let (p, u) = pss_uss_kib(pid).unwrap_or((0, 0));
+        pss = pss.max(p);
+        uss = uss.max(u);
         sum += rss;
         n += 1;
         std::thread::sleep(Duration::from_secs(1));
@@ -292,6 +277,7 @@ fn measure(child: &mut Child, duration: Duration) -> Result<Footprint> {
         anon_max_kib: anon,
         file_max_kib: file,
         pss_max_kib: pss,
+        uss_max_kib: uss,
         cpu_percent: cpu1.saturating_sub(cpu0) as f64 / 1e9 / secs * 100.0,
     })
 }
@@ -302,10 +288,12 @@ pub(crate) fn status_kib(pid: u32, field: &str) -> Result<u64> {
     kib_field(&status, field).with_context(|| format!("no {field} in /proc/{pid}/status"))
 }
 
-/// Proportional set size: shared pages divided among the processes that map them.
-fn pss_kib(pid: u32) -> Result<u64> {
+/// Proportional set size (shared pages divided among the processes that map them) and
+/// unique set size (the pages this process alone maps: what stopping it would free).
+fn pss_uss_kib(pid: u32) -> Result<(u64, u64)> {
     let rollup = std::fs::read_to_string(format!("/proc/{pid}/smaps_rollup"))?;
-    kib_field(&rollup, "Pss:").context("no Pss in smaps_rollup")
+    let field = |f: &str| kib_field(&rollup, f).with_context(|| format!("no {f} in smaps_rollup"));
+    Ok((field("Pss:")?, field("Private_Clean:")? + field("Private_Dirty:")?))
 }
 
 fn kib_field(text: &str, field: &str) -> Option<u64> {

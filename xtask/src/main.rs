@@ -17,8 +17,6 @@
 //! - `cargo xtask demo [--duration S]`: all three services, a broker, a simulated boiler and
 //!   `tlm watch`, on this machine.
 //! - `cargo xtask soak [--minutes M]`: the same system under load; memory must stay flat.
-//! - `cargo xtask hot-text`: the list of functions the services run, which their release
-//!   links put side by side (crates/tolomeo-build).
 //!
 //! One flags definition below; one module per subcommand.
 
@@ -33,7 +31,6 @@ mod ci;
 mod cross;
 mod demo;
 mod fuzz;
-mod hottext;
 mod lint;
 mod recipe;
 mod setup;
@@ -152,14 +149,6 @@ enum Task {
         #[arg(long, default_value_t = 20_000)]
         runs: u64,
     },
-    /// Regenerate crates/tolomeo-build/hot-text.ld: the functions the services run, found by
-    /// running each under callgrind (needs valgrind), which their release links put together
-    HotText {
-        /// Seconds each service runs under callgrind (start-up plus polls at 1 s; over a
-        /// minute, so that what the services do once a minute is seen too)
-        #[arg(long, default_value_t = 70)]
-        duration: u64,
-    },
     /// Benchmarks: `cargo bench` and the footprint of running services
     Bench {
         /// Which: all, encode, publish, footprint; or flash (in a VM) and fsync (under strace),
@@ -214,7 +203,6 @@ fn run(flags: Flags) -> Result<()> {
         }),
         Task::Setup => setup::run(setup::Needs::ALL),
         Task::Bench { which, duration } => bench::run(&which, duration),
-        Task::HotText { duration } => hottext::run(duration),
         Task::CrossBuild { target, check } => cross::cross_build(&target, check).map(|_| ()),
         Task::Dist { target } => cross::dist(&target),
         Task::UpdateRecipe => recipe::update(),

@@ -52,7 +52,9 @@
 //!
 //! `examples/temp_service.rs` is the full walkthrough, with a command and a config section.
 
-pub mod alarm;
+#![forbid(unsafe_code)]
+#![warn(missing_docs)]
+
 mod buffer;
 pub mod cli;
 pub mod command;
@@ -65,6 +67,7 @@ pub mod senml;
 pub mod service;
 pub mod spool;
 mod spooling;
+mod tick;
 pub mod transport;
 pub mod wire;
 

@@ -61,11 +61,6 @@ CARGO_BUILD_FLAGS += "--package cpu-monitor --package can-engine --package modbu
 # a GNU ld too old to pack them for the target (2.40 on aarch64) ignores the flag with a warning.
 RUSTFLAGS:append = " -Clink-arg=-Wl,-z,pack-relative-relocs"
 
-# The services' build scripts (crates/tolomeo-build) link the code they run side by side with
-# an INSERT linker script, which GNU ld and lld take: about 0.7 MiB less resident memory per
-# service. gold and mold reject such scripts: a distro that links with gold (DISTRO_FEATURES
-# ld-is-gold) must turn it off with export TOLOMEO_HOT_TEXT = "0" in a bbappend.
-
 TOLOMEO_SERVICES = "cpu-monitor can-engine modbus-sensors"
 
 do_install:append() {

@@ -1,196 +1,39 @@
 //! The few system calls std does not wrap, each behind a safe function: `statvfs(2)` (disk
-//! space, as `df`), `statx(2)` (is a path a mount root?) and `getdents64(2)` on a kept-open
-//! `/proc` (the process count, without an allocation per entry nor a per-process read, where
-//! sysinfo would read every process).
+//! space, as `df`) and `statx(2)` (is a path a mount root?); and the process count, a listing
+//! of `/proc` (where sysinfo would read every process).
 
 use std::ffi::CString;
-use std::fs::File;
 use std::io;
-use std::time::{Duration, Instant};
-
-/// How often the link-count method is checked against a listing of `/proc`.
-pub const PROC_RECALIBRATE: Duration = Duration::from_secs(60);
-/// How soon a failed first measurement of the link-count offset is tried again.
-const PROC_RETRY: Duration = Duration::from_secs(5);
 
 /// Counts processes: the numeric entries of a `/proc` directory (one per process; threads are
-/// not listed).
-///
-/// Listing `/proc` costs the kernel a directory entry per process (measured: about 250 µs with
-/// 100 processes, most of this service's CPU at a 1 s poll). So, in the initial PID namespace
-/// (where `/proc` lists every process), the count is taken from the link count of `/proc`
-/// instead, which the kernel computes as a constant plus the number of processes
-/// (`proc_root_getattr`): one `statx`. The constant is measured against a listing at the first
-/// count and again every [`PROC_RECALIBRATE`]; if it ever changes (e.g. `hidepid` hides
-/// processes from the listing), the counter lists `/proc` at every count from then on. Listings
-/// use `getdents64` on a kept-open directory into a reused buffer: no allocation per entry.
+/// not listed), by listing it: about 250 µs with 100 processes, 25 µs a second at the default
+/// 10 s poll.
 #[derive(Debug)]
 pub struct ProcessCounter {
     dir: &'static str,
-    fd: Option<File>,
-    buf: Vec<u8>,
-    /// Link count minus number of processes.
-    offset: Option<u64>,
-    /// When the offset was last measured (or tried).
-    checked: Option<Instant>,
-    /// The link-count method may be used.
-    use_nlink: bool,
 }
 
 impl ProcessCounter {
-    /// A counter of the processes listed in `dir` (normally `/proc`), opened at the first count.
-    /// The link-count method is used only for `/proc` in the initial PID namespace.
+    /// A counter of the processes listed in `dir` (normally `/proc`).
     pub fn new(dir: &'static str) -> Self {
-        ProcessCounter {
-            dir,
-            fd: None,
-            buf: Vec::new(),
-            offset: None,
-            checked: None,
-            use_nlink: dir == "/proc" && in_initial_pid_namespace(),
-        }
+        ProcessCounter { dir }
     }
 
-    /// A counter that always lists `dir`.
-    pub fn listing_only(dir: &'static str) -> Self {
-        ProcessCounter {
-            use_nlink: false,
-            ..Self::new(dir)
-        }
-    }
-
-    /// `link count` when the link-count method is in use, `listing` otherwise.
-    pub fn method(&self) -> &'static str {
-        if self.use_nlink { "link count" } else { "listing" }
-    }
-
-    /// The number of processes now. After an error the directory is opened again next time.
+    /// The number of processes now.
     pub fn count(&mut self) -> io::Result<u64> {
-        if self.use_nlink {
-            // Until a first offset is known, try again every few seconds (processes starting
-            // between the two listings make a try fail), listing meanwhile.
-            let period = if self.offset.is_some() {
-                PROC_RECALIBRATE
-            } else {
-                PROC_RETRY
-            };
-            if self.checked.is_none_or(|t| t.elapsed() >= period) {
-                return self.calibrate();
-            }
-            if let Some(offset) = self.offset
-                && let Ok(n) = self.nlink()
-                && n > offset
-            {
-                return Ok(n - offset);
-            }
-        }
-        self.list()
-    }
-
-    /// List, read the link count, list again; keep the offset when both listings agree.
-    fn calibrate(&mut self) -> io::Result<u64> {
-        self.checked = Some(Instant::now());
-        let before = self.list()?;
-        let nlink = self.nlink();
-        let after = self.list()?;
-        if let Ok(n) = nlink
-            && before == after
-            && n > before
-        {
-            let offset = n - before;
-            match self.offset {
-                Some(old) if old != offset => {
-                    tracing::info!(
-                        "the link count of {} is not a constant plus the processes ({old}, then {offset}); \
-                         counting by listing from now on",
-                        self.dir
-                    );
-                    self.use_nlink = false;
-                }
-                _ => self.offset = Some(offset),
-            }
-        }
-        Ok(after)
-    }
-
-    fn nlink(&self) -> io::Result<u64> {
-        use std::os::unix::fs::MetadataExt;
-        std::fs::metadata(self.dir).map(|m| m.nlink())
-    }
-
-    /// Count by listing.
-    fn list(&mut self) -> io::Result<u64> {
-        let r = self.count_once();
-        if r.is_err() {
-            self.fd = None;
-        }
-        r
-    }
-
-    fn count_once(&mut self) -> io::Result<u64> {
-        use std::os::fd::AsRawFd;
-        use std::os::unix::fs::OpenOptionsExt;
         let dir = self.dir;
-        let fd = match &mut self.fd {
-            Some(f) => f,
-            slot => slot.insert(
-                std::fs::OpenOptions::new()
-                    .read(true)
-                    .custom_flags(libc::O_DIRECTORY)
-                    .open(dir)
-                    .map_err(|e| io::Error::new(e.kind(), format!("cannot list {dir}: {e}")))?,
-            ),
-        };
-        let raw = fd.as_raw_fd();
-        // SAFETY: lseek on a descriptor we own.
-        if unsafe { libc::lseek(raw, 0, libc::SEEK_SET) } < 0 {
-            return Err(io::Error::last_os_error());
-        }
-        self.buf.resize(8 * 1024, 0);
+        let listing =
+            std::fs::read_dir(dir).map_err(|e| io::Error::new(e.kind(), format!("cannot list {dir}: {e}")))?;
         let mut n = 0;
-        loop {
-            // SAFETY: the buffer is valid for writes of its length; the kernel writes at most that.
-            let got = unsafe { libc::syscall(libc::SYS_getdents64, raw, self.buf.as_mut_ptr(), self.buf.len()) };
-            if got < 0 {
-                return Err(io::Error::last_os_error());
+        for entry in listing {
+            let name = entry?.file_name();
+            let name = name.as_encoded_bytes();
+            if !name.is_empty() && name.iter().all(u8::is_ascii_digit) {
+                n += 1;
             }
-            if got == 0 {
-                return Ok(n);
-            }
-            n += count_numeric_dirents(self.buf.get(..got as usize).unwrap_or_default());
         }
+        Ok(n)
     }
-}
-
-/// `NSpid:` in /proc/self/status has one PID only in the initial PID namespace.
-fn in_initial_pid_namespace() -> bool {
-    std::fs::read_to_string("/proc/self/status").is_ok_and(|s| {
-        s.lines()
-            .find_map(|l| l.strip_prefix("NSpid:"))
-            .is_some_and(|pids| pids.split_ascii_whitespace().count() == 1)
-    })
-}
-
-/// Count the `linux_dirent64` records of `buf` whose name is all digits. A record is
-/// `d_ino: u64, d_off: i64, d_reclen: u16, d_type: u8, d_name: NUL-terminated`.
-fn count_numeric_dirents(buf: &[u8]) -> u64 {
-    let mut n = 0;
-    let mut at = 0;
-    while let Some(head) = buf.get(at..at + 19) {
-        let reclen = u16::from_ne_bytes([head[16], head[17]]) as usize;
-        let Some(name) = buf.get(at + 19..at + reclen.max(19)) else {
-            break;
-        };
-        let name = name.split(|&b| b == 0).next().unwrap_or_default();
-        if !name.is_empty() && name.iter().all(u8::is_ascii_digit) {
-            n += 1;
-        }
-        if reclen == 0 {
-            break;
-        }
-        at += reclen;
-    }
-    n
 }
 
 /// Space of one file system, in bytes, as `df` computes it.
@@ -285,7 +128,7 @@ mod tests {
         }
         std::fs::write(dir.join("7"), "").unwrap();
         let leaked: &'static str = Box::leak(dir.display().to_string().into_boxed_str());
-        let mut c = ProcessCounter::listing_only(leaked);
+        let mut c = ProcessCounter::new(leaked);
         assert_eq!(c.count().unwrap(), 4, "1, 42, 123456789 and 7");
         std::fs::create_dir(dir.join("8")).unwrap();
         assert_eq!(c.count().unwrap(), 5, "listed again from the start");
@@ -293,18 +136,22 @@ mod tests {
         assert!(ProcessCounter::new("/no/such/proc").count().is_err());
     }
 
+    /// What a process count costs: `cargo test --release -p cpu-monitor --lib
+    /// process_count_cost -- --ignored --nocapture`.
     #[test]
-    fn the_link_count_method_agrees_with_a_listing() {
+    #[ignore = "benchmark"]
+    fn process_count_cost() {
         let mut c = ProcessCounter::new("/proc");
-        let mut listing = ProcessCounter::listing_only("/proc");
-        for _ in 0..3 {
-            let (a, b) = (c.count().unwrap(), listing.count().unwrap());
-            // Other processes start and end meanwhile.
-            assert!(a.abs_diff(b) <= 10, "{} {a} vs listing {b}", c.method());
+        let n = c.count().unwrap();
+        let t0 = std::time::Instant::now();
+        for _ in 0..1000 {
+            std::hint::black_box(c.count().unwrap());
         }
-        if in_initial_pid_namespace() {
-            assert_eq!(c.method(), "link count");
-        }
+        let per = t0.elapsed().as_secs_f64() * 1e3;
+        println!(
+            "{n} processes: {per:.1} µs a count ({:.4} % of a core at a 1 s poll)",
+            per / 1e4
+        );
     }
 
     #[test]

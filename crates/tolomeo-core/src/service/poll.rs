@@ -36,12 +36,10 @@ impl<P: SensorPlugin> Poller<P> {
     ) {
         let mut period = *poll_rx.borrow_and_update();
         let mut last = tokio::time::Instant::now();
-        // Polls fall on the process's grid (see alarm::next_tick), where the heartbeat's fall
+        // Polls fall on the process's grid (see tick::next_tick), where the heartbeat's fall
         // too. A new period applies at least one new period after the last poll.
-        let mut next = crate::alarm::next_tick(last, period);
+        let mut next = crate::tick::next_tick(last, period);
         let watchdog = notifier.watchdog_period();
-        // One wake-up per poll (tokio's timer would take two; see crate::alarm).
-        let alarm = crate::alarm::Alarm::new();
         loop {
             let pet = async {
                 match watchdog {
@@ -51,12 +49,12 @@ impl<P: SensorPlugin> Poller<P> {
             };
             tokio::select! {
                 _ = shutdown.cancelled() => return,
-                _ = alarm.sleep_until(next) => {}
+                _ = tokio::time::sleep_until(next) => {}
                 changed = poll_rx.changed() => {
                     if changed.is_ok() {
                         period = *poll_rx.borrow_and_update();
                         let earliest = (last + period).max(tokio::time::Instant::now());
-                        next = crate::alarm::next_tick(earliest - Duration::from_nanos(1), period);
+                        next = crate::tick::next_tick(earliest - Duration::from_nanos(1), period);
                     }
                     continue;
                 }
@@ -67,7 +65,7 @@ impl<P: SensorPlugin> Poller<P> {
             }
             last = tokio::time::Instant::now();
             // The next tick after this one; after a poll that overran, the first one to come.
-            next = crate::alarm::next_tick(last, period);
+            next = crate::tick::next_tick(last, period);
             self.collect(true).await;
             notifier.notify("WATCHDOG=1");
         }

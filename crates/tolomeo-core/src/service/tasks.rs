@@ -68,17 +68,16 @@ pub(super) async fn heartbeat<P: SensorPlugin>(
     period: Duration,
     stop: CancellationToken,
 ) {
-    // At once, then every `period` on the grid the poll loop uses (see alarm::next_tick: a
+    // At once, then every `period` on the grid the poll loop uses (see tick::next_tick: a
     // beat shares a poll's wake-up); a late beat skips the ticks it missed.
-    let alarm = crate::alarm::Alarm::new();
     let mut next = tokio::time::Instant::now();
     let mut was_healthy = true;
     loop {
         tokio::select! {
             _ = stop.cancelled() => return,
-            _ = alarm.sleep_until(next) => {}
+            _ = tokio::time::sleep_until(next) => {}
         }
-        next = crate::alarm::next_tick(tokio::time::Instant::now(), period);
+        next = crate::tick::next_tick(tokio::time::Instant::now(), period);
         let connected = ready.load(Ordering::Relaxed);
         let mut health = plugin.health();
         if !connected {
