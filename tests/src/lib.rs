@@ -9,6 +9,8 @@
 //! workspace; files a test writes for the guest go in [`Vm::shared_dir`] (the guest's `/tmp` is
 //! its own). When a test fails, the guest's console is printed.
 
+#![forbid(unsafe_code)]
+
 pub mod bench;
 
 use std::path::{Path, PathBuf};

@@ -15,14 +15,14 @@ use anyhow::{Context, Result, bail};
 use crate::{cargo, cross, demo, fuzz, lint, setup, sh, soak, system, yocto};
 
 /// The Rust of Yocto wrynose; `rust-version` in Cargo.toml must build with it.
-pub const MSRV_TOOLCHAIN: &str = "1.94.1";
+pub(crate) const MSRV_TOOLCHAIN: &str = "1.94.1";
 
 /// Where the stages' temporary files go; it must be empty at the end.
 const TMP: &str = "target/ci-tmp";
 
 /// Which stages to skip.
 #[derive(Debug, Clone, Copy, Default)]
-pub struct Skip {
+pub(crate) struct Skip {
     pub setup: bool,
     pub msrv: bool,
     pub lint: bool,
@@ -61,7 +61,7 @@ impl Timings {
     }
 }
 
-pub fn run(skip: Skip) -> Result<()> {
+pub(crate) fn run(skip: Skip) -> Result<()> {
     let started = Instant::now();
     let mut t = Timings::default();
     let result = stages(skip, &mut t);

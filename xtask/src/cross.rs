@@ -9,7 +9,7 @@ use anyhow::{Context, Result, bail};
 use crate::{cargo, have, sh};
 
 /// The binaries a device gets: (package, binary).
-pub const BINARIES: &[(&str, &str)] = &[
+pub(crate) const BINARIES: &[(&str, &str)] = &[
     ("cpu-monitor", "tlm-cpu-monitor"),
     ("can-engine", "tlm-can-engine"),
     ("modbus-sensors", "tlm-modbus-sensors"),
@@ -17,7 +17,7 @@ pub const BINARIES: &[(&str, &str)] = &[
 ];
 
 /// The services (config and unit names).
-pub const SERVICES: &[&str] = &["cpu-monitor", "can-engine", "modbus-sensors"];
+pub(crate) const SERVICES: &[&str] = &["cpu-monitor", "can-engine", "modbus-sensors"];
 
 /// A target we build for: its triple, C cross compiler, Debian package and qemu-user binary.
 struct Target {
@@ -60,7 +60,7 @@ fn target(triple: &str) -> Result<&'static Target> {
 }
 
 /// Build the release binaries for `triple`; with `check`, run each under qemu-user.
-pub fn cross_build(triple: &str, check: bool) -> Result<PathBuf> {
+pub(crate) fn cross_build(triple: &str, check: bool) -> Result<PathBuf> {
     let t = target(triple)?;
     let installed = Command::new("rustup")
         .args(["target", "list", "--installed"])
@@ -130,7 +130,7 @@ fn qemu_check(t: &Target, dir: &Path) -> Result<()> {
 
 /// Build, then lay out usr/bin, usr/lib/sysusers.d, lib/systemd/system, etc/tolomeo,
 /// etc/default in a tarball.
-pub fn dist(triple: &str) -> Result<()> {
+pub(crate) fn dist(triple: &str) -> Result<()> {
     let bins = cross_build(triple, false)?;
     let version = workspace_version()?;
     let name = format!("tolomeo-rust-{version}-{triple}");
@@ -168,7 +168,7 @@ const LAYOUT: [&str; 5] = [
 /// The binaries in `bins` with the units, configurations, environment file and sysusers.d
 /// file, laid out in `stage` as on the device (what the Yocto packages install). The system
 /// tests install it into their guest.
-pub fn layout(bins: &Path, stage: &Path) -> Result<()> {
+pub(crate) fn layout(bins: &Path, stage: &Path) -> Result<()> {
     if stage.exists() {
         std::fs::remove_dir_all(stage)?;
     }
@@ -205,7 +205,7 @@ fn copy(from: &Path, to: &Path) -> Result<()> {
 }
 
 /// `[workspace.package] version` from Cargo.toml.
-pub fn workspace_version() -> Result<String> {
+pub(crate) fn workspace_version() -> Result<String> {
     let text = std::fs::read_to_string("Cargo.toml")?;
     let doc: toml::Table = text.parse().context("Cargo.toml is not valid TOML")?;
     doc.get("workspace")

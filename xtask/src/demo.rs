@@ -33,7 +33,7 @@ const GROUPS: &[(&str, &[&str])] = &[
 pub(crate) struct Procs(pub Vec<(String, Child)>);
 
 impl Procs {
-    pub fn spawn(&mut self, name: &str, cmd: &mut Command) -> Result<()> {
+    pub(crate) fn spawn(&mut self, name: &str, cmd: &mut Command) -> Result<()> {
         let child = cmd.spawn().with_context(|| format!("cannot start {name}"))?;
         self.0.push((name.to_string(), child));
         Ok(())
@@ -174,7 +174,7 @@ pub(crate) fn launch(how: &Launch) -> Result<System> {
     })
 }
 
-pub fn run(duration: Option<u64>) -> Result<()> {
+pub(crate) fn run(duration: Option<u64>) -> Result<()> {
     let System {
         mut procs,
         url,

@@ -13,10 +13,10 @@ use anyhow::{Context, Result, bail};
 use crate::sh;
 
 /// The nightly the fuzz targets are built with (libFuzzer's coverage passes need nightly).
-pub const TOOLCHAIN: &str = "nightly-2026-05-19";
+pub(crate) const TOOLCHAIN: &str = "nightly-2026-05-19";
 const TRIPLE: &str = "x86_64-unknown-linux-gnu";
 
-pub fn run(target: Option<&str>, runs: u64) -> Result<()> {
+pub(crate) fn run(target: Option<&str>, runs: u64) -> Result<()> {
     let have = Command::new("rustup")
         .args(["run", TOOLCHAIN, "rustc", "--version"])
         .output()

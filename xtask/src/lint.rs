@@ -16,7 +16,7 @@ use crate::{setup, sh};
 
 /// The oelint-adv version pinned in requirements-test.txt (installed into target/py-venv by
 /// `cargo xtask setup`).
-pub const OELINT_VERSION: &str = "9.11.2";
+pub(crate) const OELINT_VERSION: &str = "9.11.2";
 
 /// Rules suppressed for the whole layer, and why (also in meta-tolomeo-rust/README.md).
 /// Single lines are suppressed in the recipes themselves with `# nooelint:` and a reason.
@@ -31,7 +31,7 @@ const SUPPRESSED: &[(&str, &str)] = &[
 /// The highest `systemd-analyze security` exposure a unit may have.
 const MAX_EXPOSURE: f64 = 2.5;
 
-pub fn run() -> Result<()> {
+pub(crate) fn run() -> Result<()> {
     recipe_in_sync()?;
     oelint()?;
     units()?;

@@ -20,7 +20,7 @@ use crate::{ci, fuzz, have, is_root, sh, system, yocto};
 
 /// The workspace's Python virtual environment, relative to the workspace root. The tests find
 /// it there too (tolomeo-testkit's `python()`).
-pub const VENV: &str = "target/py-venv";
+pub(crate) const VENV: &str = "target/py-venv";
 /// The pinned Python peers.
 const REQUIREMENTS: &str = "requirements-test.txt";
 /// The copy of [`REQUIREMENTS`] that the environment was made from.
@@ -28,7 +28,7 @@ const STAMP: &str = "requirements-test.txt";
 
 /// What the steps about to run need.
 #[derive(Debug, Clone, Copy)]
-pub struct Needs {
+pub(crate) struct Needs {
     /// The MSRV toolchain.
     pub msrv: bool,
     /// The fuzzing nightly.
@@ -44,7 +44,7 @@ pub struct Needs {
 }
 
 impl Needs {
-    pub const ALL: Needs = Needs {
+    pub(crate) const ALL: Needs = Needs {
         msrv: true,
         fuzz: true,
         cross: true,
@@ -54,7 +54,7 @@ impl Needs {
     };
 }
 
-pub fn run(needs: Needs) -> Result<()> {
+pub(crate) fn run(needs: Needs) -> Result<()> {
     debian(needs)?;
     python()?;
     rust(needs)?;
@@ -204,7 +204,7 @@ fn python() -> Result<()> {
 }
 
 /// A program of the virtual environment (`python3`, `oelint-adv`).
-pub fn venv_bin(name: &str) -> PathBuf {
+pub(crate) fn venv_bin(name: &str) -> PathBuf {
     PathBuf::from(VENV).join("bin").join(name)
 }
 

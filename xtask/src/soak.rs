@@ -17,7 +17,7 @@ use anyhow::{Context, Result, bail};
 
 use crate::demo::{Launch, System, launch};
 
-pub fn run(minutes: u64, release: bool, sample_s: u64, max_growth_kib: u64) -> Result<()> {
+pub(crate) fn run(minutes: u64, release: bool, sample_s: u64, max_growth_kib: u64) -> Result<()> {
     let System { procs, url, work, .. } = launch(&Launch {
         release,
         can_log: "services/can-engine/bench/engine-100hz.log",

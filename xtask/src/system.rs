@@ -52,7 +52,7 @@ const MODULES: &[&str] = &[
 ];
 
 /// Debian packages: the command each step runs, and its package.
-pub const TOOLS: &[(&str, &str)] = &[
+pub(crate) const TOOLS: &[(&str, &str)] = &[
     ("qemu-system-x86_64", "qemu-system-x86"),
     ("cpio", "cpio"),
     ("xz", "xz-utils"),
@@ -62,7 +62,7 @@ pub const TOOLS: &[(&str, &str)] = &[
 ];
 
 /// What the systemd guest's image holds besides the minimal base.
-pub const IMAGE_PACKAGES: &str = "systemd,systemd-sysv,udev,dbus,nats-server,iproute2,can-utils,kmod,socat";
+pub(crate) const IMAGE_PACKAGES: &str = "systemd,systemd-sysv,udev,dbus,nats-server,iproute2,can-utils,kmod,socat";
 /// The image's Debian release and where its packages come from.
 const IMAGE_SUITE: &str = "bookworm";
 const IMAGE_MIRROR: &str = "http://deb.debian.org/debian";
@@ -71,7 +71,7 @@ const IMAGE_MIRROR: &str = "http://deb.debian.org/debian";
 const BUSYBOX: &str = "/bin/busybox";
 
 /// Why the system tests cannot run on this machine, if they cannot.
-pub fn unsupported() -> Option<String> {
+pub(crate) fn unsupported() -> Option<String> {
     if !cfg!(all(target_os = "linux", target_arch = "x86_64")) {
         return Some("the system tests boot an x86_64 Debian kernel: they need an x86_64 Linux machine".into());
     }
@@ -79,7 +79,7 @@ pub fn unsupported() -> Option<String> {
 }
 
 /// Debian packages the system tests need that are missing here.
-pub fn missing_packages() -> Vec<&'static str> {
+pub(crate) fn missing_packages() -> Vec<&'static str> {
     let mut missing: Vec<&str> = TOOLS
         .iter()
         .filter(|(c, _)| !crate::have(c) && !Path::new("/usr/sbin").join(c).exists())
@@ -107,7 +107,7 @@ fn busybox_is_static() -> bool {
 }
 
 /// The system tests (those whose names contain `filter`), without the benchmarks.
-pub fn run(filter: Option<&str>, release: bool) -> Result<()> {
+pub(crate) fn run(filter: Option<&str>, release: bool) -> Result<()> {
     let Some(dir) = prepare(release)? else {
         return Ok(());
     };
@@ -123,7 +123,7 @@ pub fn run(filter: Option<&str>, release: bool) -> Result<()> {
 
 /// `cargo xtask bench flash`: tests/flash.rs, heartbeats and Ping round trips with the spool
 /// on a throttled disk and without a spool, for `seconds`.
-pub fn bench_flash(seconds: u64) -> Result<()> {
+pub(crate) fn bench_flash(seconds: u64) -> Result<()> {
     let Some(dir) = prepare(true)? else {
         return Ok(());
     };

@@ -38,7 +38,7 @@ const CRATES_INC: &str = "meta-tolomeo-rust/recipes-tolomeo/tolomeo-rust/tolomeo
 
 /// When to run yocto-check-layer.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum CheckLayer {
+pub(crate) enum CheckLayer {
     /// When the layer, the units or Cargo.lock changed since the last pass.
     WhenChanged,
     Always,
@@ -46,7 +46,7 @@ pub enum CheckLayer {
 }
 
 /// The host tools BitBake checks for (and what has them in Debian).
-pub const HOST_TOOLS: &[(&str, &str)] = &[
+pub(crate) const HOST_TOOLS: &[(&str, &str)] = &[
     ("chrpath", "chrpath"),
     ("diffstat", "diffstat"),
     ("lz4c", "lz4"),
@@ -62,7 +62,7 @@ pub const HOST_TOOLS: &[(&str, &str)] = &[
 ];
 
 /// The OE-core and BitBake archives, or why they are not there.
-pub fn sources() -> std::result::Result<(PathBuf, PathBuf), String> {
+pub(crate) fn sources() -> std::result::Result<(PathBuf, PathBuf), String> {
     let dir = std::env::var_os("TOLOMEO_YOCTO_SOURCES")
         .map(PathBuf::from)
         .unwrap_or_else(|| PathBuf::from("../shared/yocto"));
@@ -97,7 +97,7 @@ struct Yocto {
     logs: PathBuf,
 }
 
-pub fn run(check: CheckLayer) -> Result<()> {
+pub(crate) fn run(check: CheckLayer) -> Result<()> {
     let (oe_tar, bb_tar) = match sources() {
         Ok(s) => s,
         Err(why) => {

@@ -17,7 +17,7 @@ use crate::text;
 
 /// `tlm cmd` flags.
 #[derive(Debug, clap::Args)]
-pub struct Args {
+pub(crate) struct Args {
     /// The service name, e.g. cpu-monitor.
     pub service: String,
     /// The command name, e.g. Ping, GetStatus, GetMetrics, SetPollTime.
@@ -34,7 +34,7 @@ pub struct Args {
 
 /// Why a command did not succeed.
 #[derive(Debug)]
-pub enum CallError {
+pub(crate) enum CallError {
     /// No responder, or no reply in time.
     NoAnswer(String),
     /// The service answered with an error object.
@@ -59,7 +59,7 @@ impl From<CallError> for Failure {
 }
 
 /// Sends `command` with `args` to `service` and waits up to `timeout` for the result object.
-pub async fn call(
+pub(crate) async fn call(
     client: &async_nats::Client,
     service: &ServiceName,
     command: &str,
@@ -119,7 +119,7 @@ fn parse_reply(payload: &[u8], service: &str) -> Result<Map<String, Value>, Call
 }
 
 /// `5 s`, `500 ms`.
-pub fn show_duration(d: Duration) -> String {
+pub(crate) fn show_duration(d: Duration) -> String {
     match d.subsec_millis() {
         0 => format!("{} s", d.as_secs()),
         _ if d.as_secs() == 0 => format!("{} ms", d.as_millis()),
@@ -161,7 +161,7 @@ fn kind(v: &Value) -> &'static str {
 }
 
 /// Runs `tlm cmd`.
-pub async fn run(conn: &ConnArgs, args: &Args) -> Outcome {
+pub(crate) async fn run(conn: &ConnArgs, args: &Args) -> Outcome {
     let (service, map) = parse_args(args)?;
     let client = conn.connect().await?;
     let result = call(&client, &service, &args.command, &map, args.timeout).await?;

@@ -11,19 +11,19 @@
 use std::process::ExitCode;
 
 /// Success.
-pub const OK: u8 = 0;
+pub(crate) const OK: u8 = 0;
 /// An error reply, or an invalid pack.
-pub const FAILED: u8 = 1;
+pub(crate) const FAILED: u8 = 1;
 /// Bad usage or input.
-pub const USAGE: u8 = 2;
+pub(crate) const USAGE: u8 = 2;
 /// Nothing answered.
-pub const NO_ANSWER: u8 = 3;
+pub(crate) const NO_ANSWER: u8 = 3;
 /// The broker is unreachable, or I/O failed.
-pub const UNAVAILABLE: u8 = 4;
+pub(crate) const UNAVAILABLE: u8 = 4;
 
 /// Why `tlm` stops with a non-zero exit code. `message` is printed on stderr as it is.
 #[derive(Debug)]
-pub struct Failure {
+pub(crate) struct Failure {
     /// The exit code.
     pub code: u8,
     /// What went wrong, where, and what was expected.
@@ -32,28 +32,28 @@ pub struct Failure {
 
 impl Failure {
     /// Exit 1 with a message.
-    pub fn failed(message: impl Into<String>) -> Self {
+    pub(crate) fn failed(message: impl Into<String>) -> Self {
         Failure {
             code: FAILED,
             message: message.into(),
         }
     }
     /// Exit 2 with a message.
-    pub fn usage(message: impl Into<String>) -> Self {
+    pub(crate) fn usage(message: impl Into<String>) -> Self {
         Failure {
             code: USAGE,
             message: message.into(),
         }
     }
     /// Exit 3 with a message.
-    pub fn no_answer(message: impl Into<String>) -> Self {
+    pub(crate) fn no_answer(message: impl Into<String>) -> Self {
         Failure {
             code: NO_ANSWER,
             message: message.into(),
         }
     }
     /// Exit 4 with a message.
-    pub fn io(message: impl Into<String>) -> Self {
+    pub(crate) fn io(message: impl Into<String>) -> Self {
         Failure {
             code: UNAVAILABLE,
             message: message.into(),
@@ -62,10 +62,10 @@ impl Failure {
 }
 
 /// The result of a subcommand.
-pub type Outcome = Result<(), Failure>;
+pub(crate) type Outcome = Result<(), Failure>;
 
 /// Prints the failure, if any, and turns the outcome into the process exit code.
-pub fn report(outcome: Outcome) -> ExitCode {
+pub(crate) fn report(outcome: Outcome) -> ExitCode {
     match outcome {
         Ok(()) => ExitCode::from(OK),
         Err(f) => {

@@ -13,6 +13,8 @@
 //! a replacement for the `nats` CLI. Connection flags are in [`conn`]; exit codes in [`exit`].
 //! This file holds the one flags definition and dispatches to one module per subcommand.
 
+#![forbid(unsafe_code)]
+
 mod cmd;
 mod conn;
 mod exit;

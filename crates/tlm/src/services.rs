@@ -25,7 +25,7 @@ use crate::text::{self, print_out, sleep_until};
 
 /// `tlm services` flags.
 #[derive(Debug, clap::Args)]
-pub struct Args {
+pub(crate) struct Args {
     /// How long to listen for heartbeats before printing (one-shot mode).
     #[arg(long, default_value = "6s", value_parser = text::parse_duration)]
     pub wait: Duration,
@@ -56,7 +56,7 @@ struct Seen {
 }
 
 /// Runs `tlm services`.
-pub async fn run(conn: &ConnArgs, args: &Args) -> Outcome {
+pub(crate) async fn run(conn: &ConnArgs, args: &Args) -> Outcome {
     let client = conn.connect().await?;
     let sub_err = |s: &str, e: async_nats::SubscribeError| Failure::io(format!("cannot subscribe to {s}: {e}"));
     let hb_subject = "heartbeat.*.service";

@@ -8,7 +8,7 @@ use tolomeo_core::senml::{Resolved, ResolvedValue};
 use crate::text;
 
 /// How many recent values a sparkline shows.
-pub const HISTORY: usize = 24;
+pub(crate) const HISTORY: usize = 24;
 
 /// One row: the latest reading of one metric of one device.
 #[derive(Debug, Clone)]
@@ -21,13 +21,13 @@ struct Row {
 
 /// Latest values, keyed by (device serial, metric id).
 #[derive(Debug, Default)]
-pub struct Latest {
+pub(crate) struct Latest {
     rows: BTreeMap<(String, String), Row>,
 }
 
 impl Latest {
     /// Takes one resolved record. An older reading than the one shown does not replace it.
-    pub fn update(&mut self, r: &Resolved) {
+    pub(crate) fn update(&mut self, r: &Resolved) {
         let (device, metric) = text::split_name(&r.name);
         let row = self
             .rows
@@ -52,12 +52,12 @@ impl Latest {
     }
 
     /// How many rows.
-    pub fn len(&self) -> usize {
+    pub(crate) fn len(&self) -> usize {
         self.rows.len()
     }
 
     /// The table as lines (header first), ages computed against `now` (Unix seconds).
-    pub fn render(&self, now: f64) -> Vec<String> {
+    pub(crate) fn render(&self, now: f64) -> Vec<String> {
         let header = ["DEVICE", "METRIC", "VALUE", "UNIT", "AGE", "TREND"].map(String::from);
         let mut cells = vec![header];
         for ((device, metric), row) in &self.rows {

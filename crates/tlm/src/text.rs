@@ -7,10 +7,10 @@ use std::time::Duration;
 use tolomeo_core::senml::{Resolved, ResolvedValue};
 
 /// The base-name prefix of every ToloMEO device (PROTOCOL.md section 0).
-pub const DEVICE_PREFIX: &str = "urn:cpt:device:sn:";
+pub(crate) const DEVICE_PREFIX: &str = "urn:cpt:device:sn:";
 
 /// Parses `500ms`, `10s`, `2m`, `1h` or a bare number of seconds (`1.5`).
-pub fn parse_duration(s: &str) -> Result<Duration, String> {
+pub(crate) fn parse_duration(s: &str) -> Result<Duration, String> {
     let t = s.trim();
     let split = t.find(|c: char| c.is_ascii_alphabetic()).unwrap_or(t.len());
     let (num, unit) = t.split_at(split);
@@ -28,7 +28,7 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
 }
 
 /// Does `text` match `glob`? `*` matches any run of characters (`:` included), `?` one character.
-pub fn glob_match(glob: &str, text: &str) -> bool {
+pub(crate) fn glob_match(glob: &str, text: &str) -> bool {
     let (g, t): (Vec<char>, Vec<char>) = (glob.chars().collect(), text.chars().collect());
     let (mut gi, mut ti) = (0, 0);
     let mut star: Option<(usize, usize)> = None;
@@ -57,14 +57,14 @@ pub fn glob_match(glob: &str, text: &str) -> bool {
 
 /// Splits a resolved name into (device serial, metric id): `urn:cpt:device:sn:SN1:cpu:total`
 /// gives `("SN1", "cpu:total")`. A name outside that scheme gives `("", name)`.
-pub fn split_name(name: &str) -> (&str, &str) {
+pub(crate) fn split_name(name: &str) -> (&str, &str) {
     name.strip_prefix(DEVICE_PREFIX)
         .and_then(|rest| rest.split_once(':'))
         .unwrap_or(("", name))
 }
 
 /// The value as text: numbers in their shortest form, strings as they are.
-pub fn value_text(v: Option<&ResolvedValue>) -> String {
+pub(crate) fn value_text(v: Option<&ResolvedValue>) -> String {
     match v {
         Some(ResolvedValue::Number(x)) => number(*x),
         // A control character (a newline) would break "one line per record": quote the string.
@@ -77,7 +77,7 @@ pub fn value_text(v: Option<&ResolvedValue>) -> String {
 }
 
 /// A number in its shortest round-trip form, without a trailing `.0`.
-pub fn number(x: f64) -> String {
+pub(crate) fn number(x: f64) -> String {
     if x.fract() == 0.0 && x.abs() < 1e15 {
         format!("{}", x as i64)
     } else {
@@ -88,7 +88,7 @@ pub fn number(x: f64) -> String {
 /// One resolved record as a JSON object, keys in this order: `name`, `unit` (or null),
 /// `value`, `time`, and `sum` when the record has one. An integral number is written without
 /// a fraction (`523190272`, not `523190272.0`).
-pub fn record_json(r: &Resolved) -> String {
+pub(crate) fn record_json(r: &Resolved) -> String {
     #[derive(serde::Serialize)]
     struct Out<'a> {
         name: &'a str,
@@ -124,7 +124,7 @@ fn json_number(x: f64) -> serde_json::Value {
 }
 
 /// Unix seconds as `2026-11-27T09:30:00.250Z` (UTC, milliseconds).
-pub fn iso_time(t: f64) -> String {
+pub(crate) fn iso_time(t: f64) -> String {
     if !t.is_finite() {
         return format!("{t}");
     }
@@ -154,7 +154,7 @@ fn civil_from_days(z: i64) -> (i64, i64, i64) {
 }
 
 /// A short age: `0.4s`, `12s`, `3m05s`, `2h10m`, `3d`.
-pub fn age(secs: f64) -> String {
+pub(crate) fn age(secs: f64) -> String {
     let s = secs.max(0.0);
     match s {
         s if s < 10.0 => format!("{s:.1}s"),
@@ -167,7 +167,7 @@ pub fn age(secs: f64) -> String {
 
 /// A sparkline of `values` scaled between their minimum and maximum; a flat series is drawn
 /// at mid height.
-pub fn sparkline(values: &[f64]) -> String {
+pub(crate) fn sparkline(values: &[f64]) -> String {
     const BARS: [char; 8] = ['▁', '▂', '▃', '▄', '▅', '▆', '▇', '█'];
     let min = values.iter().copied().fold(f64::INFINITY, f64::min);
     let max = values.iter().copied().fold(f64::NEG_INFINITY, f64::max);
@@ -185,7 +185,7 @@ pub fn sparkline(values: &[f64]) -> String {
 }
 
 /// Writes to stdout and flushes; a closed stdout (`| head`) ends the process quietly.
-pub fn print_out(s: &str) {
+pub(crate) fn print_out(s: &str) {
     let mut out = std::io::stdout().lock();
     if out.write_all(s.as_bytes()).and_then(|()| out.flush()).is_err() {
         std::process::exit(0);
@@ -194,14 +194,14 @@ pub fn print_out(s: &str) {
 
 /// Resolves on Ctrl-C (SIGINT). Where the handler cannot be installed (a background job whose
 /// SIGINT is ignored), it never resolves, rather than ending the command at once.
-pub async fn interrupted() {
+pub(crate) async fn interrupted() {
     if tokio::signal::ctrl_c().await.is_err() {
         std::future::pending::<()>().await;
     }
 }
 
 /// Sleeps until `deadline`, or forever without one.
-pub async fn sleep_until(deadline: Option<tokio::time::Instant>) {
+pub(crate) async fn sleep_until(deadline: Option<tokio::time::Instant>) {
     match deadline {
         Some(d) => tokio::time::sleep_until(d).await,
         None => std::future::pending().await,

@@ -17,7 +17,7 @@ use crate::protocol::{self, Kind};
 
 /// `tlm validate` flags.
 #[derive(Debug, clap::Args)]
-pub struct Args {
+pub(crate) struct Args {
     /// Files holding one SenML JSON pack each; `-` (the default) reads stdin.
     #[arg(value_name = "FILE", default_value = "-")]
     pub files: Vec<String>,
@@ -32,7 +32,7 @@ pub struct Args {
 
 /// The outcome of checking one pack.
 #[derive(Debug, Default)]
-pub struct Report {
+pub(crate) struct Report {
     /// Records in the pack (0 if it could not be decoded).
     pub records: usize,
     /// Problems: the pack is invalid when there is any.
@@ -42,7 +42,7 @@ pub struct Report {
 }
 
 /// Checks one pack against RFC 8428 and, with a kind, PROTOCOL.md.
-pub fn check(bytes: &[u8], kind: Option<Kind>) -> Report {
+pub(crate) fn check(bytes: &[u8], kind: Option<Kind>) -> Report {
     let mut report = Report::default();
     let pack = match senml::decode_pack(bytes) {
         Ok(p) => p,
@@ -81,7 +81,7 @@ pub fn check(bytes: &[u8], kind: Option<Kind>) -> Report {
 
 /// Runs `tlm validate`: exit 0 when every pack is valid, 1 when one is not, 2 when a file
 /// cannot be read.
-pub fn run(args: &Args) -> Outcome {
+pub(crate) fn run(args: &Args) -> Outcome {
     let mut all_valid = true;
     let mut out = std::io::stdout().lock();
     for file in &args.files {

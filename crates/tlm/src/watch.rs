@@ -26,7 +26,7 @@ use crate::text::{self, print_out, sleep_until};
 
 /// `tlm watch` flags.
 #[derive(Debug, clap::Args)]
-pub struct Args {
+pub(crate) struct Args {
     /// Only the metrics of this service (asked with GetMetrics, refreshed on events.params).
     #[arg(long, value_name = "NAME")]
     pub service: Option<String>,
@@ -80,7 +80,7 @@ impl ServiceFilter {
 }
 
 /// Runs `tlm watch`.
-pub async fn run(conn: &ConnArgs, args: &Args) -> Outcome {
+pub(crate) async fn run(conn: &ConnArgs, args: &Args) -> Outcome {
     let mode = match (args.json, std::io::stdout().is_terminal()) {
         (true, _) => Mode::Json,
         (false, true) => Mode::Table,

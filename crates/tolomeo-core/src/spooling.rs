@@ -33,7 +33,7 @@ use crate::spool::{EntryId, FsyncPolicy, Recovery, Spool, SpoolConfig};
 pub(crate) type Recovered = Vec<(EntryId, Vec<Reading>)>;
 
 /// How often acknowledgements are written at most.
-pub const ACK_INTERVAL: Duration = Duration::from_secs(5);
+pub(crate) const ACK_INTERVAL: Duration = Duration::from_secs(5);
 
 /// Batches that may wait for the disk before the poll loop waits for the disk too.
 pub(crate) const QUEUE_BATCHES: usize = 64;

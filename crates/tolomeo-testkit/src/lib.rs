@@ -11,6 +11,9 @@
 //! - [`python`]: the Python with the pinned test peers (cantools, pymodbus), from the
 //!   workspace's virtual environment that `cargo xtask setup` makes.
 
+#![forbid(unsafe_code)]
+#![warn(missing_docs)]
+
 use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};

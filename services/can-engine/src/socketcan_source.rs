@@ -85,9 +85,9 @@ impl SocketCanSource {
             .map_err(|e| unavailable("cannot make the socket non-blocking", e))?;
         // Errors are a readiness of their own: a reader waiting for READABLE alone is not woken
         // when the link goes down (this was the bug: "down" was seen at the next frame).
+        let interest = Interest::READABLE | Interest::WRITABLE | Interest::ERROR;
         // SAFETY: the `CanSocket` owns its file descriptor, which stays open and the same until
         // the `AsyncFd` (which owns the socket) is dropped; `as_raw_fd` always returns it.
-        let interest = Interest::READABLE | Interest::WRITABLE | Interest::ERROR;
         let socket = unsafe { AsyncFd::register_with_interest(socket, interest) }
             .map_err(|e| unavailable("cannot register the socket with the runtime", e.into()))?;
         // Opening works on a link that is down, and nothing is reported on the socket then.

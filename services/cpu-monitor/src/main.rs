@@ -1,5 +1,7 @@
 //! `tlm-cpu-monitor`: see the `cpu_monitor` crate.
 
+#![forbid(unsafe_code)]
+
 fn main() -> std::process::ExitCode {
     cpu_monitor::main()
 }

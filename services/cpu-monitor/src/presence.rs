@@ -5,7 +5,7 @@ use std::collections::BTreeSet;
 
 /// What changed for one name at this poll.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Change {
+pub(crate) enum Change {
     /// Nothing new to say.
     Same,
     /// It was missing and is back (logged at info).
@@ -16,7 +16,7 @@ pub enum Change {
 
 /// The names of one kind (`mount point`, `interface`, `sensor`) seen so far, and which are missing.
 #[derive(Debug)]
-pub struct Presence {
+pub(crate) struct Presence {
     kind: &'static str,
     seen: BTreeSet<String>,
     missing: BTreeSet<String>,
@@ -24,7 +24,7 @@ pub struct Presence {
 
 impl Presence {
     /// Track names of this kind.
-    pub fn new(kind: &'static str) -> Self {
+    pub(crate) fn new(kind: &'static str) -> Self {
         Presence {
             kind,
             seen: BTreeSet::new(),
@@ -33,7 +33,7 @@ impl Presence {
     }
 
     /// `name` was found and read.
-    pub fn present(&mut self, name: &str) -> Change {
+    pub(crate) fn present(&mut self, name: &str) -> Change {
         if !self.seen.contains(name) {
             self.seen.insert(name.to_string());
         }
@@ -48,7 +48,7 @@ impl Presence {
     /// `name` is expected but missing (or unreadable) because of `why`. Logged the first time
     /// only: as a warning, or at debug level when `quiet` (an optional mount point). `why` is
     /// formatted only then (`format_args!`), not at every poll that finds it still missing.
-    pub fn absent(&mut self, name: &str, why: impl std::fmt::Display, quiet: bool) -> Change {
+    pub(crate) fn absent(&mut self, name: &str, why: impl std::fmt::Display, quiet: bool) -> Change {
         if self.missing.contains(name) {
             return Change::Same;
         }
@@ -62,7 +62,7 @@ impl Presence {
     }
 
     /// Names seen before that are not in `now`: each is reported [`Presence::absent`] ("is gone").
-    pub fn gone_except(&mut self, now: &BTreeSet<&str>) -> Vec<String> {
+    pub(crate) fn gone_except(&mut self, now: &BTreeSet<&str>) -> Vec<String> {
         let gone: Vec<String> = self
             .seen
             .iter()

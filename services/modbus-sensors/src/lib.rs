@@ -15,6 +15,8 @@
 //! Main types: [`config::ModbusConfig`] (the section as written), [`model::Device`] (checked,
 //! with its plan), [`ModbusPlugin`] (the [`SensorPlugin`]), [`build`] (what `main` calls).
 
+#![forbid(unsafe_code)]
+
 pub mod bus;
 pub mod codec;
 pub mod commands;

@@ -1,4 +1,6 @@
 //! `tlm-modbus-sensors`: the modbus-sensors service. See the crate README.
+
+#![forbid(unsafe_code)]
 use std::process::ExitCode;
 
 fn main() -> ExitCode {

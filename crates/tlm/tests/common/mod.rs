@@ -16,11 +16,11 @@ use tolomeo_core::{
 };
 
 /// What the test plugin publishes as `tst:load`, in order, cycling.
-pub const LOADS: [f64; 4] = [12.5, 50.0, 87.25, 0.5];
+pub(crate) const LOADS: [f64; 4] = [12.5, 50.0, 87.25, 0.5];
 
 /// A plugin with two metrics (`tst:load` in %, `tst:state` a string), a command that echoes
 /// its arguments, and one that always fails. Its health is switched by the test.
-pub struct TestPlugin {
+pub(crate) struct TestPlugin {
     pub healthy: Arc<AtomicBool>,
     next: AtomicUsize,
 }
@@ -79,7 +79,7 @@ impl Command<TestPlugin> for Fail {
 }
 
 /// A service running in this process; stopped when dropped.
-pub struct TestService {
+pub(crate) struct TestService {
     pub token: CancellationToken,
     pub healthy: Arc<AtomicBool>,
     task: tokio::task::JoinHandle<()>,
@@ -88,7 +88,7 @@ pub struct TestService {
 impl TestService {
     /// Starts service `name` on device `serial`, polling and beating every 200 ms, and waits
     /// until it answers Ping.
-    pub async fn start(url: &str, name: &str, serial: &str) -> Self {
+    pub(crate) async fn start(url: &str, name: &str, serial: &str) -> Self {
         let mut settings = Settings::new(ServiceName::new(name).unwrap(), DeviceSerial::new(serial).unwrap());
         settings.default_poll_time = Duration::from_millis(200);
         settings.service.heartbeat_interval_ms = 200;
@@ -120,7 +120,7 @@ impl TestService {
     }
 
     /// Stops it and waits until it has.
-    pub async fn stop(self) {
+    pub(crate) async fn stop(self) {
         self.token.cancel();
         let _ = tokio::time::timeout(Duration::from_secs(10), self.task).await;
     }
@@ -128,17 +128,17 @@ impl TestService {
 
 /// What a `tlm` run gave.
 #[derive(Debug)]
-pub struct Run {
+pub(crate) struct Run {
     pub code: Option<i32>,
     pub stdout: String,
     pub stderr: String,
 }
 
 impl Run {
-    pub fn lines(&self) -> Vec<&str> {
+    pub(crate) fn lines(&self) -> Vec<&str> {
         self.stdout.lines().collect()
     }
-    pub fn json_lines(&self) -> Vec<serde_json::Value> {
+    pub(crate) fn json_lines(&self) -> Vec<serde_json::Value> {
         self.stdout
             .lines()
             .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l:?}\n{self:?}")))
@@ -148,7 +148,7 @@ impl Run {
 
 /// Runs the built `tlm` with `args` (stdout is a pipe, not a terminal), `NATS_URL` unset, and
 /// `stdin` as its input; kills it after 30 s.
-pub async fn tlm(args: &[&str], stdin: &[u8]) -> Run {
+pub(crate) async fn tlm(args: &[&str], stdin: &[u8]) -> Run {
     let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_tlm"))
         .args(args)
         .env_remove("NATS_URL")

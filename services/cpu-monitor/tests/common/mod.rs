@@ -9,20 +9,25 @@ use std::path::Path;
 use serde_json::Value;
 use tolomeo_testkit::{NatsServer, Received, ServiceProcess};
 
-pub const SERVICE: &str = "cpu-monitor";
-pub const SERIAL: &str = "SNCPU1";
+pub(crate) const SERVICE: &str = "cpu-monitor";
+pub(crate) const SERIAL: &str = "SNCPU1";
 
-pub fn binary() -> &'static Path {
+pub(crate) fn binary() -> &'static Path {
     Path::new(env!("CARGO_BIN_EXE_tlm-cpu-monitor"))
 }
 
 /// Write a config file in a temp dir; removed when dropped.
-pub fn config_file(name: &str, text: &str) -> tolomeo_testkit::tempfile::TempPath {
+pub(crate) fn config_file(name: &str, text: &str) -> tolomeo_testkit::tempfile::TempPath {
     tolomeo_testkit::temp_file(&format!("-{name}.toml"), text)
 }
 
 /// Start the service with `config` and `args`; wait until it answers Ping.
-pub async fn start(nats: &NatsServer, name: &str, config: &str, args: &[&str]) -> (ServiceProcess, async_nats::Client) {
+pub(crate) async fn start(
+    nats: &NatsServer,
+    name: &str,
+    config: &str,
+    args: &[&str],
+) -> (ServiceProcess, async_nats::Client) {
     let cfg = config_file(name, config);
     let mut all = vec!["--config", cfg.to_str().expect("utf-8 temp path")];
     all.extend_from_slice(args);
@@ -34,7 +39,7 @@ pub async fn start(nats: &NatsServer, name: &str, config: &str, args: &[&str]) -
 }
 
 /// name -> (value, unit) of every record of one pack.
-pub fn pack_values(msg: &Received) -> BTreeMap<String, (f64, Option<String>)> {
+pub(crate) fn pack_values(msg: &Received) -> BTreeMap<String, (f64, Option<String>)> {
     let pack = msg.json();
     pack.as_array()
         .expect("a SenML pack")
@@ -52,7 +57,7 @@ pub fn pack_values(msg: &Received) -> BTreeMap<String, (f64, Option<String>)> {
 }
 
 /// The metric ids of an events.params announcement, with their `type`.
-pub fn announced(msg: &Received) -> BTreeMap<String, u64> {
+pub(crate) fn announced(msg: &Received) -> BTreeMap<String, u64> {
     let pack = msg.json();
     let vs = pack[0]["vs"].as_str().expect("vs");
     let entries: Value = serde_json::from_str(vs).expect("vs holds JSON");
@@ -65,7 +70,7 @@ pub fn announced(msg: &Received) -> BTreeMap<String, u64> {
 }
 
 /// `Key: value kB` from /proc/meminfo, in bytes.
-pub fn meminfo(key: &str) -> u64 {
+pub(crate) fn meminfo(key: &str) -> u64 {
     let text = std::fs::read_to_string("/proc/meminfo").unwrap();
     let line = text.lines().find(|l| l.starts_with(&format!("{key}:"))).unwrap();
     let kb: u64 = line.split_whitespace().nth(1).unwrap().parse().unwrap();
@@ -73,7 +78,7 @@ pub fn meminfo(key: &str) -> u64 {
 }
 
 /// The online CPUs from /sys/devices/system/cpu/online (`0-3,5`).
-pub fn online_cpus() -> usize {
+pub(crate) fn online_cpus() -> usize {
     let text = std::fs::read_to_string("/sys/devices/system/cpu/online").unwrap();
     text.trim()
         .split(',')
@@ -85,7 +90,7 @@ pub fn online_cpus() -> usize {
 }
 
 /// Numeric entries of /proc.
-pub fn proc_count() -> f64 {
+pub(crate) fn proc_count() -> f64 {
     std::fs::read_dir("/proc")
         .unwrap()
         .filter_map(|e| e.ok())
@@ -98,7 +103,7 @@ pub fn proc_count() -> f64 {
 }
 
 /// `df -B1 --output=<field> <path>` as a number.
-pub fn df(field: &str, path: &str) -> f64 {
+pub(crate) fn df(field: &str, path: &str) -> f64 {
     let out = std::process::Command::new("df")
         .args(["-B1", &format!("--output={field}"), path])
         .output()
@@ -113,7 +118,7 @@ pub fn df(field: &str, path: &str) -> f64 {
 }
 
 /// Interfaces of /proc/net/dev other than `lo`, with rx and tx bytes.
-pub fn interfaces() -> BTreeMap<String, (f64, f64)> {
+pub(crate) fn interfaces() -> BTreeMap<String, (f64, f64)> {
     let text = std::fs::read_to_string("/proc/net/dev").unwrap();
     text.lines()
         .skip(2)
@@ -127,7 +132,7 @@ pub fn interfaces() -> BTreeMap<String, (f64, f64)> {
 }
 
 /// Temperature inputs the kernel exposes: thermal zones with a `temp` file, hwmon `temp*_input`.
-pub fn temperature_inputs() -> usize {
+pub(crate) fn temperature_inputs() -> usize {
     let count = |dir: &str, prefix: &str, file_ok: &dyn Fn(&str) -> bool| -> usize {
         std::fs::read_dir(dir)
             .into_iter()
@@ -151,7 +156,7 @@ pub fn temperature_inputs() -> usize {
 }
 
 /// /proc/uptime's first field.
-pub fn uptime() -> f64 {
+pub(crate) fn uptime() -> f64 {
     let text = std::fs::read_to_string("/proc/uptime").unwrap();
     text.split_whitespace().next().unwrap().parse().unwrap()
 }

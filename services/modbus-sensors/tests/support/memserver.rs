@@ -14,7 +14,7 @@ use tokio_modbus::{ExceptionCode, Request, Response};
 
 /// The four tables; their lengths are the valid address ranges.
 #[derive(Debug, Default, Clone)]
-pub struct Store {
+pub(crate) struct Store {
     pub holding: Vec<u16>,
     pub input: Vec<u16>,
     pub coils: Vec<bool>,
@@ -67,7 +67,7 @@ impl tokio_modbus::server::Service for Svc {
 }
 
 /// A running server.
-pub struct MemServer {
+pub(crate) struct MemServer {
     pub addr: SocketAddr,
     pub store: Arc<Mutex<Store>>,
     task: Option<JoinHandle<()>>,
@@ -75,7 +75,7 @@ pub struct MemServer {
 
 impl MemServer {
     /// Serve `store` on a free loopback port.
-    pub async fn start(store: Store) -> Self {
+    pub(crate) async fn start(store: Store) -> Self {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let mut s = MemServer {
@@ -100,21 +100,21 @@ impl MemServer {
     }
 
     /// Stop listening and drop every connection.
-    pub fn stop(&mut self) {
+    pub(crate) fn stop(&mut self) {
         if let Some(t) = self.task.take() {
             t.abort();
         }
     }
 
     /// Listen again on the same port, with the same store.
-    pub async fn restart(&mut self) {
+    pub(crate) async fn restart(&mut self) {
         self.stop();
         tokio::time::sleep(std::time::Duration::from_millis(50)).await;
         let listener = TcpListener::bind(self.addr).await.unwrap();
         self.serve(listener);
     }
 
-    pub fn holding(&self, addr: usize, n: usize) -> Vec<u16> {
+    pub(crate) fn holding(&self, addr: usize, n: usize) -> Vec<u16> {
         self.store.lock().unwrap().holding[addr..addr + n].to_vec()
     }
 }

@@ -3,7 +3,7 @@
 
 #![allow(dead_code)]
 
-pub mod memserver;
+pub(crate) mod memserver;
 
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
@@ -13,11 +13,11 @@ use serde_json::Value;
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tolomeo_testkit::{NatsServer, Recorder, ServiceProcess, free_port};
 
-pub const SERVICE: &str = "modbus-sensors";
-pub const SERIAL: &str = "SNMODBUS1";
+pub(crate) const SERVICE: &str = "modbus-sensors";
+pub(crate) const SERIAL: &str = "SNMODBUS1";
 
 /// The service binary, running, with a client and a recorder of `events.data`.
-pub struct Running {
+pub(crate) struct Running {
     pub svc: ServiceProcess,
     pub client: async_nats::Client,
     pub data: Recorder,
@@ -25,7 +25,7 @@ pub struct Running {
 }
 
 /// Write `config` to a temp file.
-pub fn config_file(config: &str) -> PathBuf {
+pub(crate) fn config_file(config: &str) -> PathBuf {
     static SEQ: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
     let path = std::env::temp_dir().join(format!(
         "tlm-modbus-{}-{}.toml",
@@ -37,7 +37,7 @@ pub fn config_file(config: &str) -> PathBuf {
 }
 
 /// Start the binary with `config` and wait until it answers Ping.
-pub async fn start(nats: &NatsServer, config: &str) -> Running {
+pub(crate) async fn start(nats: &NatsServer, config: &str) -> Running {
     let path = config_file(config);
     let client = nats.client().await;
     let data = Recorder::start(&client, "events.data").await;
@@ -58,7 +58,7 @@ pub async fn start(nats: &NatsServer, config: &str) -> Running {
 
 impl Running {
     /// Every record published so far.
-    pub fn records(&self) -> Vec<Value> {
+    pub(crate) fn records(&self) -> Vec<Value> {
         self.data
             .messages()
             .iter()
@@ -67,17 +67,17 @@ impl Running {
     }
 
     /// The last record of `metric`.
-    pub fn last(&self, metric: &str) -> Option<Value> {
+    pub(crate) fn last(&self, metric: &str) -> Option<Value> {
         self.records().into_iter().rev().find(|r| r["n"] == metric)
     }
 
     /// Wait until every metric in `names` has been published at least once.
-    pub async fn wait_for(&self, names: &[&str], timeout: Duration) {
+    pub(crate) async fn wait_for(&self, names: &[&str], timeout: Duration) {
         self.wait_since(names, 0.0, timeout).await
     }
 
     /// Wait until every metric in `names` has a record read after `t` (Unix seconds).
-    pub async fn wait_since(&self, names: &[&str], t: f64, timeout: Duration) {
+    pub(crate) async fn wait_since(&self, names: &[&str], t: f64, timeout: Duration) {
         let deadline = Instant::now() + timeout;
         loop {
             let recs: Vec<Value> = self
@@ -99,12 +99,12 @@ impl Running {
     }
 
     /// Call a command; the `vs` object of its answer.
-    pub async fn call(&self, command: &str, args: Value) -> Value {
+    pub(crate) async fn call(&self, command: &str, args: Value) -> Value {
         tolomeo_testkit::call(&self.client, SERVICE, command, args).await
     }
 
     /// The status of device `name` from GetDevices.
-    pub async fn device(&self, name: &str) -> Value {
+    pub(crate) async fn device(&self, name: &str) -> Value {
         let all = self.call("GetDevices", serde_json::json!({})).await;
         all["devices"]
             .as_array()
@@ -120,7 +120,7 @@ impl Drop for Running {
 }
 
 /// tests/pymodbus_server.py as a child process, with its control port.
-pub struct PyServer {
+pub(crate) struct PyServer {
     child: Child,
     pub port: u16,
     pub control: u16,
@@ -132,13 +132,13 @@ fn script() -> PathBuf {
 
 impl PyServer {
     /// A TCP server on a free port (every unit id).
-    pub async fn tcp() -> Self {
+    pub(crate) async fn tcp() -> Self {
         let port = free_port();
         Self::spawn(&["--tcp", &port.to_string()], port).await
     }
 
     /// A serial (RTU) server on `path` for unit ids `ids` (e.g. "1,2").
-    pub async fn serial(path: &str, baud: u32, ids: &str) -> Self {
+    pub(crate) async fn serial(path: &str, baud: u32, ids: &str) -> Self {
         Self::spawn(&["--serial", path, "--baud", &baud.to_string(), "--ids", ids], 0).await
     }
 
@@ -162,7 +162,7 @@ impl PyServer {
     }
 
     /// Values held by the server: `fc` 1 coils, 2 discrete, 3 holding, 4 input.
-    pub async fn get(&self, fc: u8, address: u16, count: u16) -> Option<Vec<u64>> {
+    pub(crate) async fn get(&self, fc: u8, address: u16, count: u16) -> Option<Vec<u64>> {
         let stream = tokio::net::TcpStream::connect(("127.0.0.1", self.control)).await.ok()?;
         let (r, mut w) = stream.into_split();
         w.write_all(format!("GET {fc} {address} {count}\n").as_bytes())
@@ -174,7 +174,7 @@ impl PyServer {
     }
 
     /// Stop it (the port closes; connections drop).
-    pub fn kill(&mut self) {
+    pub(crate) fn kill(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
@@ -187,7 +187,7 @@ impl Drop for PyServer {
 }
 
 /// A socat pty pair: (link a, link b, process).
-pub struct PtyPair {
+pub(crate) struct PtyPair {
     child: Child,
     pub a: String,
     pub b: String,
@@ -196,7 +196,7 @@ pub struct PtyPair {
 }
 
 impl PtyPair {
-    pub async fn start() -> Self {
+    pub(crate) async fn start() -> Self {
         let dir = tolomeo_testkit::temp_dir();
         let a = dir.path().join("pty-a").display().to_string();
         let b = dir.path().join("pty-b").display().to_string();
@@ -223,12 +223,12 @@ impl Drop for PtyPair {
 }
 
 /// The number in a record's `v`.
-pub fn v(rec: &Value) -> f64 {
+pub(crate) fn v(rec: &Value) -> f64 {
     rec["v"].as_f64().unwrap_or_else(|| panic!("no number in {rec}"))
 }
 
 /// Now, in Unix seconds.
-pub fn now() -> f64 {
+pub(crate) fn now() -> f64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_secs_f64())
