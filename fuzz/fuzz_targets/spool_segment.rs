@@ -2,7 +2,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use tolomeo_core::spool::read_segment;
+use tolomeo_spool::read_segment;
 
 fuzz_target!(|data: &[u8]| {
     let (entries, corrupt, skipped) = read_segment(data);

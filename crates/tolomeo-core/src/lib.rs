@@ -65,7 +65,6 @@ pub mod plugin;
 pub mod reading;
 pub mod senml;
 pub mod service;
-pub mod spool;
 mod spooling;
 mod tick;
 pub mod transport;

@@ -27,7 +27,7 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore, oneshot};
 
 use crate::buffer::Pending;
 use crate::reading::{Reading, Value};
-use crate::spool::{EntryId, FsyncPolicy, Recovery, Spool, SpoolConfig};
+use tolomeo_spool::{EntryId, FsyncPolicy, Recovery, Spool, SpoolConfig};
 
 /// What the spool held at start: each entry not yet acknowledged, with its readings.
 pub(crate) type Recovered = Vec<(EntryId, Vec<Reading>)>;

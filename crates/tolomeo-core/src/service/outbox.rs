@@ -19,8 +19,8 @@ use tokio::sync::Notify;
 
 use crate::buffer::{Buffer, Pending};
 use crate::reading::unix_now;
-use crate::spool::{EntryId, Spool};
 use crate::spooling::SpoolWriter;
+use tolomeo_spool::{EntryId, Spool};
 
 /// The delivery counters, as `GetStatus` reports them.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -240,7 +240,7 @@ impl Shelf {
 mod tests {
     use super::*;
     use crate::senml::Value;
-    use crate::spool::SpoolConfig;
+    use tolomeo_spool::SpoolConfig;
 
     fn batch(times: std::ops::RangeInclusive<u32>) -> Vec<Pending> {
         times

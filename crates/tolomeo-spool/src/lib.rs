@@ -117,6 +117,9 @@
 //! rather than per record. Large `segment_bytes` means fewer file creations;
 //! small means acked data is freed sooner.
 
+#![forbid(unsafe_code)]
+#![warn(missing_docs)]
+
 use std::collections::VecDeque;
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Read, Write};
@@ -712,40 +715,22 @@ fn write_ack(dir: &Path, ack_next: u64, durable: bool) -> io::Result<()> {
     Ok(())
 }
 
-/// CRC-32 (IEEE 802.3, reflected, as zlib/crc32fast), table driven.
-struct Crc32(u32);
+/// CRC-32 (IEEE 802.3, reflected: zlib's, crc32fast's), from the `crc` crate.
+struct Crc32(crc::Digest<'static, u32>);
 
-const CRC_TABLE: [u32; 256] = {
-    let mut table = [0u32; 256];
-    let mut i = 0;
-    while i < 256 {
-        let mut c = i as u32;
-        let mut k = 0;
-        while k < 8 {
-            c = if c & 1 != 0 { 0xEDB8_8320 ^ (c >> 1) } else { c >> 1 };
-            k += 1;
-        }
-        table[i] = c;
-        i += 1;
-    }
-    table
-};
+static CRC32: crc::Crc<u32> = crc::Crc::<u32>::new(&crc::CRC_32_ISO_HDLC);
 
 impl Crc32 {
     fn new() -> Self {
-        Crc32(0xFFFF_FFFF)
+        Crc32(CRC32.digest())
     }
 
     fn update(&mut self, bytes: &[u8]) {
-        let mut c = self.0;
-        for &b in bytes {
-            c = CRC_TABLE[((c ^ u32::from(b)) & 0xFF) as usize] ^ (c >> 8);
-        }
-        self.0 = c;
+        self.0.update(bytes);
     }
 
-    fn finish(&self) -> u32 {
-        self.0 ^ 0xFFFF_FFFF
+    fn finish(self) -> u32 {
+        self.0.finalize()
     }
 }
 
