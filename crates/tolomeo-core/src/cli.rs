@@ -104,6 +104,19 @@ where
         }
     };
     if flags.check_config {
+        // The files it names and the spool directory, as the service would find them at start.
+        if let Err(e) = crate::check::resources(&settings, &source) {
+            return config_failure(&spec, &e);
+        }
+        for p in config.plugin.absent_now() {
+            eprintln!(
+                "{}: warning: {source}: {}.{}: {} (the service waits for it)",
+                spec.name,
+                C::SECTION,
+                p.key,
+                p.message
+            );
+        }
         println!("configuration OK");
         return ExitCode::SUCCESS;
     }

@@ -23,6 +23,12 @@ pub trait PluginConfig: Serialize + DeserializeOwned + Default + Send + Sync + '
     fn validate(&self) -> Vec<Problem> {
         Vec::new()
     }
+    /// What `--check-config` warns about without failing: devices the configuration names that
+    /// are absent now but may appear later (a serial adapter, a CAN interface). Keys relative to
+    /// the section.
+    fn absent_now(&self) -> Vec<Problem> {
+        Vec::new()
+    }
 }
 
 /// A service without a configuration section of its own.

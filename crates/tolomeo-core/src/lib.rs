@@ -56,6 +56,7 @@
 #![warn(missing_docs)]
 
 mod buffer;
+mod check;
 pub mod cli;
 pub mod command;
 pub mod config;

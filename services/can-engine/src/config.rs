@@ -155,6 +155,17 @@ impl ReplaySpeed {
 impl PluginConfig for CanConfig {
     const SECTION: &'static str = "can";
 
+    fn absent_now(&self) -> Vec<Problem> {
+        let live = self.replay.is_none();
+        if live && !std::path::Path::new("/sys/class/net").join(&self.interface).exists() {
+            return vec![Problem::new(
+                "interface",
+                format!("there is no network interface {:?} now", self.interface),
+            )];
+        }
+        Vec::new()
+    }
+
     fn validate(&self) -> Vec<Problem> {
         let mut out = Vec::new();
         match &self.replay_speed {

@@ -161,3 +161,21 @@ async fn a_source_that_appears_later_is_read_without_a_restart() {
         .await;
     assert_eq!(svc.terminate(Duration::from_secs(5)), Some(0));
 }
+
+/// A CAN interface that is absent now may appear later (a USB adapter, a driver loaded
+/// later): `--check-config` warns, naming the key, and does not fail.
+#[test]
+fn an_absent_can_interface_is_a_warning() {
+    let cfg = tolomeo_testkit::temp_file(".toml", "[can]\ninterface = \"nosuchcan7\"\n");
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_tlm-can-engine"))
+        .args(["--check-config", "--config", cfg.to_str().unwrap()])
+        .env("DEVICE_SERIAL_NUMBER", "SN1")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    assert!(
+        stderr.contains("warning") && stderr.contains("can.interface") && stderr.contains("\"nosuchcan7\""),
+        "{stderr}"
+    );
+}

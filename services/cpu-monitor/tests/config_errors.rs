@@ -59,3 +59,42 @@ fn the_default_and_packaged_configs_are_valid() {
         );
     }
 }
+
+/// `--check-config` also checks what the configuration names, as the service would find it at
+/// start: every unusable file and an unwritable spool directory, each with its key, at once.
+#[test]
+fn unusable_files_and_spool_dir_exit_78_naming_each_key() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tolomeo_testkit::temp_dir();
+    let garbage = dir.path().join("seed.nk");
+    std::fs::write(&garbage, "not a seed\n").unwrap();
+    std::fs::set_permissions(&garbage, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let blocker = dir.path().join("a-file");
+    std::fs::write(&blocker, "").unwrap();
+    let text = format!(
+        "[service]\nspool_dir = {:?}\n[nats]\ncreds_file = {:?}\ntls_ca_file = {:?}\n",
+        blocker.join("spool").display().to_string(),
+        dir.path().join("missing.creds").display().to_string(),
+        dir.path().join("missing-ca.pem").display().to_string(),
+    );
+    let (code, stderr) = check("resources", &text);
+    assert_eq!(code, Some(78), "{stderr}");
+    for key in ["nats.creds_file", "nats.tls_ca_file", "service.spool_dir"] {
+        assert!(stderr.contains(key), "names {key}: {stderr}");
+    }
+    // One way to authenticate at a time: the NKey seed on its own.
+    let text = format!("[nats]\nnkey_seed_file = {:?}\n", garbage.display().to_string());
+    let (code, stderr) = check("seed", &text);
+    assert_eq!(code, Some(78), "{stderr}");
+    assert!(
+        stderr.contains("nats.nkey_seed_file") && stderr.contains("expected an NKey seed"),
+        "{stderr}"
+    );
+
+    // A spool directory that can be made is made, and the check leaves nothing in it.
+    let spool = dir.path().join("spool");
+    let text = format!("[service]\nspool_dir = {:?}\n", spool.display().to_string());
+    let (code, stderr) = check("spool-ok", &text);
+    assert_eq!(code, Some(0), "{stderr}");
+    assert_eq!(std::fs::read_dir(&spool).unwrap().count(), 0);
+}

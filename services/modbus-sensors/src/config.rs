@@ -179,6 +179,20 @@ impl Default for RegisterConfig {
 
 impl PluginConfig for ModbusConfig {
     const SECTION: &'static str = "modbus";
+    fn absent_now(&self) -> Vec<Problem> {
+        let mut out = Vec::new();
+        for (i, d) in self.devices.iter().enumerate() {
+            if let Some(path) = &d.path
+                && !std::path::Path::new(path).exists()
+            {
+                out.push(Problem::new(
+                    format!("devices[{i}].path"),
+                    format!("{path} does not exist now"),
+                ));
+            }
+        }
+        out
+    }
     fn validate(&self) -> Vec<Problem> {
         match crate::model::resolve(self) {
             Ok(_) => Vec::new(),

@@ -122,3 +122,20 @@ fn the_packaged_example_is_valid() {
     let (code, err, _) = check(&enabled);
     assert_eq!(code, Some(0), "example enabled: {err}");
 }
+
+/// A serial port that is absent now may appear later (a USB adapter plugged in): a warning
+/// that names the key, not an error.
+#[test]
+fn an_absent_serial_port_is_a_warning() {
+    let (code, err, file) = check(
+        "[[modbus.devices]]\nname = \"m1\"\npath = \"/dev/ttyNOSUCHPORT7\"\n[[modbus.devices.registers]]\nname = \"t\"\naddress = 0\n",
+    );
+    assert_eq!(code, Some(0), "{err}");
+    assert!(
+        err.contains("warning")
+            && err.contains(&file)
+            && err.contains("modbus.devices[0].path")
+            && err.contains("/dev/ttyNOSUCHPORT7 does not exist now"),
+        "{err}"
+    );
+}

@@ -368,18 +368,8 @@ impl<P: SensorPlugin> Service<P> {
 /// what the spool held.
 async fn open_outbox(cfg: &ServiceConfig) -> Result<(Outbox, Recovered), ServiceError> {
     let memory = || Ok((Outbox::new(cfg.buffer_records), Vec::new()));
-    let explicit = cfg.spool_dir.clone();
-    let dir = match &explicit {
-        Some(d) if d.as_os_str().is_empty() => return memory(),
-        Some(d) => d.clone(),
-        None => match std::env::var_os("STATE_DIRECTORY") {
-            // systemd gives a colon-separated list when several are configured: the first is ours.
-            Some(s) => match s.to_string_lossy().split(':').next() {
-                Some(first) if !first.is_empty() => std::path::PathBuf::from(first).join("spool"),
-                _ => return memory(),
-            },
-            None => return memory(),
-        },
+    let Some((dir, explicit)) = crate::check::spool_dir(cfg) else {
+        return memory();
     };
     // Reading the spool back is disk I/O too: off the runtime's thread.
     let (max_bytes, fsync) = (cfg.spool_max_bytes, cfg.spool_fsync_batches);
@@ -401,7 +391,7 @@ async fn open_outbox(cfg: &ServiceConfig) -> Result<(Outbox, Recovered), Service
             }
             Ok((outbox, entries))
         }
-        Err(e) if explicit.is_some() => Err(ServiceError::Config(ConfigError::one(
+        Err(e) if explicit => Err(ServiceError::Config(ConfigError::one(
             "configuration",
             "service.spool_dir",
             format!("cannot use {} as the spool: {e}", dir.display()),
