@@ -2,30 +2,14 @@
 //! names can be used and that the spool directory can be written, as the service would find
 //! them at start. Every problem is reported at once, with its key.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
-use crate::config::{ConfigError, Problem, ServiceConfig};
-use crate::service::Settings;
+use crate::config::{ConfigError, NatsConfig, Problem, ServiceConfig};
 use crate::transport::{check_private, with_credentials_file};
 
-/// The spool directory a service uses: `service.spool_dir`, or `$STATE_DIRECTORY/spool` under
-/// systemd; None when off. The bool says whether it was configured explicitly.
-pub(crate) fn spool_dir(cfg: &ServiceConfig) -> Option<(PathBuf, bool)> {
-    match &cfg.spool_dir {
-        Some(d) if d.as_os_str().is_empty() => None,
-        Some(d) => Some((d.clone(), true)),
-        None => {
-            let dirs = std::env::var_os("STATE_DIRECTORY")?;
-            // systemd gives a colon-separated list when several are configured: the first is ours.
-            let first = dirs.to_string_lossy().split(':').next()?.to_string();
-            (!first.is_empty()).then(|| (PathBuf::from(first).join("spool"), false))
-        }
-    }
-}
-
-/// Every resource problem of `settings`; `source` names the configuration file.
-pub(crate) fn resources(settings: &Settings, source: &str) -> Result<(), ConfigError> {
-    let nats = &settings.nats;
+/// Every resource problem of the `[service]` and `[nats]` sections; `source` names the
+/// configuration file.
+pub(crate) fn resources(service: &ServiceConfig, nats: &NatsConfig, source: &str) -> Result<(), ConfigError> {
     let mut problems = Vec::new();
     let mut problem = |key: &str, message: String| problems.push(Problem::new(key, message));
     if let Some(path) = &nats.creds_file {
@@ -40,7 +24,11 @@ pub(crate) fn resources(settings: &Settings, source: &str) -> Result<(), ConfigE
             e.problems.into_iter().for_each(|p| problem(&p.key, p.message));
         } else if let Err(e) = std::fs::read_to_string(path)
             .map_err(|e| e.to_string())
-            .and_then(|seed| nkeys::KeyPair::from_seed(seed.trim()).map(drop).map_err(|e| e.to_string()))
+            .and_then(|seed| {
+                nkeys::KeyPair::from_seed(seed.trim())
+                    .map(drop)
+                    .map_err(|e| e.to_string())
+            })
         {
             problem(
                 "nats.nkey_seed_file",
@@ -59,10 +47,14 @@ pub(crate) fn resources(settings: &Settings, source: &str) -> Result<(), ConfigE
             problem(key, format!("cannot read {}: {e}", path.display()));
         }
     }
-    if let Some((dir, explicit)) = spool_dir(&settings.service)
+    if let Some((dir, explicit)) = service.spool_dir()
         && let Err(e) = writable(&dir)
     {
-        let key = if explicit { "service.spool_dir" } else { "service.spool_dir (STATE_DIRECTORY)" };
+        let key = if explicit {
+            "service.spool_dir"
+        } else {
+            "service.spool_dir (STATE_DIRECTORY)"
+        };
         problem(key, format!("cannot use {} as the spool: {e}", dir.display()));
     }
     if problems.is_empty() {

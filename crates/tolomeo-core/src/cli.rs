@@ -105,7 +105,7 @@ where
     };
     if flags.check_config {
         // The files it names and the spool directory, as the service would find them at start.
-        if let Err(e) = crate::check::resources(&settings, &source) {
+        if let Err(e) = crate::check::resources(&settings.service, &settings.nats, &source) {
             return config_failure(&spec, &e);
         }
         for p in config.plugin.absent_now() {

@@ -9,15 +9,13 @@
 
 use std::fmt;
 use std::sync::Arc;
-use std::time::Duration;
 
 use async_trait::async_trait;
 use serde::de::DeserializeOwned;
 use serde_json::{Map, Value as Json, json};
 
-use crate::plugin::SensorPlugin;
+use crate::handle::ServiceHandle;
 use crate::senml;
-use crate::service::ServiceHandle;
 
 /// A command's successful result: a JSON object (by convention with a `message`).
 pub type CommandOutput = Map<String, Json>;
@@ -258,148 +256,6 @@ fn json_kind(v: &Json) -> &'static str {
         Json::String(_) => "a string",
         Json::Array(_) => "an array",
         Json::Object(_) => "an object",
-    }
-}
-
-/// The commands of one service, matched by name.
-pub struct Router<P> {
-    commands: Vec<Box<dyn Command<P>>>,
-    timeout: Duration,
-}
-
-impl<P: SensorPlugin> Router<P> {
-    /// The built-ins followed by `extra`. A name declared twice is refused.
-    pub fn new(extra: Vec<Box<dyn Command<P>>>, timeout: Duration) -> Result<Self, String> {
-        let mut commands: Vec<Box<dyn Command<P>>> = vec![
-            Box::new(Ping),
-            Box::new(GetStatus),
-            Box::new(GetMetrics),
-            Box::new(SetPollTime),
-        ];
-        for c in extra {
-            if commands.iter().any(|k| k.name() == c.name()) {
-                return Err(format!("command `{}` is declared twice", c.name()));
-            }
-            commands.push(c);
-        }
-        Ok(Router { commands, timeout })
-    }
-
-    /// The names of all commands, built-ins first.
-    pub fn names(&self) -> Vec<&str> {
-        self.commands.iter().map(|c| c.name()).collect()
-    }
-
-    /// Run one call under the timeout and give the `vs` object of its response.
-    pub async fn run(&self, call: &Call, plugin: &Arc<P>, service: &ServiceHandle) -> CommandOutput {
-        let result = match &call.args {
-            Err(e) => Err(e.clone()),
-            Ok(args) => match self.commands.iter().find(|c| c.name() == call.name) {
-                None => Err(CommandError::new(
-                    ErrorCode::UnknownCommand,
-                    format!(
-                        "no command `{}`; this service answers {}",
-                        call.name,
-                        self.names().join(", ")
-                    ),
-                )),
-                Some(cmd) => {
-                    let ctx = CommandContext { args, plugin, service };
-                    match tokio::time::timeout(self.timeout, cmd.execute(ctx)).await {
-                        Ok(r) => r,
-                        Err(_) => Err(CommandError::new(
-                            ErrorCode::Timeout,
-                            format!("`{}` did not finish within {} ms", call.name, self.timeout.as_millis()),
-                        )),
-                    }
-                }
-            },
-        };
-        match result {
-            Ok(out) => out,
-            Err(e) => {
-                tracing::info!(command = %call.name, code = %e.code, "command refused: {}", e.message);
-                e.to_json()
-            }
-        }
-    }
-}
-
-/// `Ping`: `message` "pong", `service`, `version`, `uptime_s`.
-struct Ping;
-#[async_trait]
-impl<P: SensorPlugin> Command<P> for Ping {
-    fn name(&self) -> &str {
-        "Ping"
-    }
-    async fn execute(&self, ctx: CommandContext<'_, P>) -> CommandResult {
-        let s = ctx.service;
-        Ok(output!({
-            "message": "pong",
-            "service": s.name(),
-            "version": s.version(),
-            "uptime_s": s.uptime().as_secs_f64(),
-        }))
-    }
-}
-
-/// `GetStatus`: health and delivery counters.
-struct GetStatus;
-#[async_trait]
-impl<P: SensorPlugin> Command<P> for GetStatus {
-    fn name(&self) -> &str {
-        "GetStatus"
-    }
-    async fn execute(&self, ctx: CommandContext<'_, P>) -> CommandResult {
-        let health = ctx.plugin.health();
-        let st = ctx.service.status();
-        Ok(output!({
-            "healthy": health.healthy,
-            "detail": health.detail,
-            "poll_time_ms": ctx.service.poll_time().as_millis() as u64,
-            "published_records": st.published_records,
-            "dropped_records": st.dropped_records,
-            "buffered_records": st.buffered_records,
-            "last_publish_t": st.last_publish_t,
-            "broker_connected": st.broker_connected,
-        }))
-    }
-}
-
-/// `GetMetrics`: the entries announced on `events.params`.
-struct GetMetrics;
-#[async_trait]
-impl<P: SensorPlugin> Command<P> for GetMetrics {
-    fn name(&self) -> &str {
-        "GetMetrics"
-    }
-    async fn execute(&self, ctx: CommandContext<'_, P>) -> CommandResult {
-        let metrics = serde_json::to_value(ctx.service.announcements())
-            .map_err(|e| CommandError::failed(format!("cannot encode metrics: {e}")))?;
-        Ok(output!({ "metrics": metrics }))
-    }
-}
-
-/// `SetPollTime {"poll_time_ms": 100..=3600000}`.
-struct SetPollTime;
-/// The range `SetPollTime` and `service.poll_time_ms` accept, in milliseconds.
-pub const POLL_TIME_RANGE_MS: std::ops::RangeInclusive<u64> = 100..=3_600_000;
-#[async_trait]
-impl<P: SensorPlugin> Command<P> for SetPollTime {
-    fn name(&self) -> &str {
-        "SetPollTime"
-    }
-    async fn execute(&self, ctx: CommandContext<'_, P>) -> CommandResult {
-        let ms: u64 = ctx.arg("poll_time_ms")?;
-        if !POLL_TIME_RANGE_MS.contains(&ms) {
-            return Err(CommandError::invalid_payload(format!(
-                "argument `poll_time_ms`: {ms} is out of range, expected {} to {}",
-                POLL_TIME_RANGE_MS.start(),
-                POLL_TIME_RANGE_MS.end()
-            )));
-        }
-        ctx.service.set_poll_time(Duration::from_millis(ms));
-        Ok(output!({ "message": format!("poll time set to {ms} ms"), "poll_time_ms": ms }))
     }
 }
 

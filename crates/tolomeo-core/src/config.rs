@@ -12,8 +12,6 @@ use std::path::{Path, PathBuf};
 use serde::de::{self, DeserializeOwned, MapAccess, Visitor};
 use serde::{Deserialize, Deserializer, Serialize};
 
-use crate::command::POLL_TIME_RANGE_MS;
-
 /// A plugin's configuration section. Derive `Deserialize` with `#[serde(deny_unknown_fields, default)]`.
 pub trait PluginConfig: Serialize + DeserializeOwned + Default + Send + Sync + 'static {
     /// The TOML table holding it, e.g. `cpu` for `[cpu]`.
@@ -39,6 +37,9 @@ pub struct NoConfig {}
 impl PluginConfig for NoConfig {
     const SECTION: &'static str = "plugin";
 }
+
+/// The poll periods `service.poll_time_ms` and `SetPollTime` accept, in milliseconds.
+pub const POLL_TIME_RANGE_MS: std::ops::RangeInclusive<u64> = 100..=3_600_000;
 
 /// `[service]`: the poll loop, heartbeat, announcement, commands and delivery buffer.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -75,6 +76,23 @@ pub struct ServiceConfig {
     /// fsync the spool after this many written batches (1: every poll; 0: never, the kernel
     /// writes it back within about 30 s).
     pub spool_fsync_batches: u32,
+}
+
+impl ServiceConfig {
+    /// The spool directory a service uses: `service.spool_dir`, or `$STATE_DIRECTORY/spool` under
+    /// systemd; None when off. The bool says whether it was configured explicitly.
+    pub(crate) fn spool_dir(&self) -> Option<(PathBuf, bool)> {
+        match &self.spool_dir {
+            Some(d) if d.as_os_str().is_empty() => None,
+            Some(d) => Some((d.clone(), true)),
+            None => {
+                let dirs = std::env::var_os("STATE_DIRECTORY")?;
+                // systemd gives a colon-separated list when several are configured: the first is ours.
+                let first = dirs.to_string_lossy().split(':').next()?.to_string();
+                (!first.is_empty()).then(|| (PathBuf::from(first).join("spool"), false))
+            }
+        }
+    }
 }
 
 impl Default for ServiceConfig {

@@ -60,8 +60,10 @@ mod check;
 pub mod cli;
 pub mod command;
 pub mod config;
+pub mod handle;
 pub mod health;
 pub mod metric;
+mod outbox;
 pub mod plugin;
 pub mod reading;
 pub mod senml;
@@ -74,10 +76,11 @@ pub mod wire;
 pub use async_trait::async_trait;
 pub use command::{Command, CommandContext, CommandError, CommandOutput, CommandResult, ErrorCode};
 pub use config::{Config, ConfigError, PluginConfig, Problem};
+pub use handle::{ServiceHandle, Status};
 pub use metric::{DataType, Metric, MetricKind};
 pub use plugin::{Health, PluginContext, PluginError, SensorPlugin, TaskManager};
 pub use reading::{Reading, Readings, Value, unix_now};
-pub use service::{Service, ServiceError, ServiceHandle, Settings, Status};
+pub use service::{Service, ServiceError, Settings};
 pub use wire::{DeviceSerial, ServiceName};
 
 #[doc(hidden)]

@@ -16,9 +16,9 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::command::Command;
+use crate::handle::ServiceHandle;
 use crate::metric::Metric;
 use crate::reading::{Reading, Readings};
-use crate::service::ServiceHandle;
 
 /// What a plugin reports about its source.
 #[derive(Debug, Clone, PartialEq, Eq)]

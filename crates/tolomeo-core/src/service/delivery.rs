@@ -5,8 +5,8 @@ use std::time::Duration;
 
 use tokio_util::sync::CancellationToken;
 
-use super::outbox::Outbox;
 use crate::buffer::Pending;
+use crate::outbox::Outbox;
 use crate::senml::PackLimits;
 use crate::transport::{DeliveryError, Link};
 use crate::wire::DATA_SUBJECT;

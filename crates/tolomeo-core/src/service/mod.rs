@@ -18,18 +18,19 @@
 //! (bounded by `shutdown_timeout_ms`; at once when the broker is away and everything held is
 //! in the spool), write the spool's acknowledgement, disconnect the plugin, close the connection.
 
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, RwLock};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use tokio::sync::{Notify, watch};
+use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use crate::command::Router;
 use crate::config::{ConfigError, NatsConfig, ServiceConfig};
+use crate::handle::{Parts, ServiceHandle};
 use crate::health::Notifier;
-use crate::metric::{Announcement, Metric, MetricError, Registry};
+use crate::metric::{MetricError, Registry};
+use crate::outbox::Outbox;
 use crate::plugin::{PluginContext, SensorPlugin, TaskManager};
 use crate::reading::{self};
 use crate::senml::PackLimits;
@@ -38,13 +39,13 @@ use crate::transport::{Link, LinkError};
 use crate::wire::{DeviceSerial, ServiceName};
 
 mod delivery;
-mod outbox;
 mod poll;
+mod router;
 mod tasks;
 
 use delivery::Delivery;
-use outbox::Outbox;
 use poll::{DropReport, Poller};
+use router::Router;
 use tasks::{announce, connect_plugin, heartbeat, serve_commands, stop_when_refused};
 
 /// Everything a service needs besides its plugin.
@@ -113,96 +114,6 @@ impl From<LinkError> for ServiceError {
     }
 }
 
-/// Counters reported by `GetStatus`.
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub struct Status {
-    /// Records confirmed by the broker since start.
-    pub published_records: u64,
-    /// Records dropped: undeclared metric, wrong type, not finite, queue or buffer full.
-    pub dropped_records: u64,
-    /// Records waiting for delivery.
-    pub buffered_records: u64,
-    /// When the last confirmed publish happened (Unix seconds).
-    pub last_publish_t: Option<f64>,
-    /// Connected to the broker now.
-    pub broker_connected: bool,
-}
-
-/// A handle on a running service, given to commands and plugins.
-#[derive(Clone)]
-pub struct ServiceHandle(Arc<Shared>);
-
-struct Shared {
-    name: ServiceName,
-    version: String,
-    plugin_id: String,
-    base_name: String,
-    started: Instant,
-    poll_time: watch::Sender<Duration>,
-    registry: RwLock<Arc<Registry>>,
-    metrics_changed: Notify,
-    outbox: Arc<Outbox>,
-    link: Arc<Link>,
-}
-
-impl ServiceHandle {
-    /// The service name.
-    pub fn name(&self) -> &str {
-        self.0.name.as_str()
-    }
-    /// The version.
-    pub fn version(&self) -> &str {
-        &self.0.version
-    }
-    /// The SenML base name of this device.
-    pub fn base_name(&self) -> &str {
-        &self.0.base_name
-    }
-    /// Time since start.
-    pub fn uptime(&self) -> Duration {
-        self.0.started.elapsed()
-    }
-    /// The poll period now.
-    pub fn poll_time(&self) -> Duration {
-        *self.0.poll_time.borrow()
-    }
-    /// Change the poll period; the poll loop follows at once.
-    pub fn set_poll_time(&self, period: Duration) {
-        self.0.poll_time.send_replace(period);
-        tracing::info!("poll time set to {} ms", period.as_millis());
-    }
-    /// Delivery counters.
-    pub fn status(&self) -> Status {
-        let counts = self.0.outbox.counts();
-        Status {
-            published_records: counts.published,
-            dropped_records: counts.dropped,
-            buffered_records: counts.buffered,
-            last_publish_t: counts.last_publish_t,
-            broker_connected: self.0.link.is_connected(),
-        }
-    }
-    /// The entries announced on `events.params`.
-    pub fn announcements(&self) -> Vec<Announcement> {
-        self.registry().announcements()
-    }
-    /// Replace the set of published metrics (e.g. a network interface appeared). Announced at once.
-    pub fn set_metrics(&self, metrics: Vec<Metric>) -> Result<(), MetricError> {
-        let reg = Registry::new(&self.0.plugin_id, &self.0.base_name, metrics)?;
-        if let Ok(mut slot) = self.0.registry.write() {
-            *slot = Arc::new(reg);
-        }
-        self.0.metrics_changed.notify_one();
-        Ok(())
-    }
-    fn registry(&self) -> Arc<Registry> {
-        match self.0.registry.read() {
-            Ok(r) => r.clone(),
-            Err(poisoned) => poisoned.into_inner().clone(),
-        }
-    }
-}
-
 /// A service built from settings and a plugin. See the crate docs for a whole example.
 pub struct Service<P: SensorPlugin> {
     settings: Settings,
@@ -233,18 +144,16 @@ impl<P: SensorPlugin> Service<P> {
         let (outbox, recovered) = open_outbox(cfg).await?;
         let outbox = Arc::new(outbox);
         let (poll_tx, poll_rx) = watch::channel(settings.poll_time());
-        let handle = ServiceHandle(Arc::new(Shared {
+        let handle = ServiceHandle::new(Parts {
             name: settings.name.clone(),
             version: settings.version.clone(),
             plugin_id: plugin.id().to_string(),
             base_name: base_name.clone(),
-            started: Instant::now(),
             poll_time: poll_tx,
-            registry: RwLock::new(Arc::new(registry)),
-            metrics_changed: Notify::new(),
+            registry,
             outbox: outbox.clone(),
             link: link.clone(),
-        }));
+        });
         let (readings, queue) = reading::channel(cfg.reading_queue);
         let plugin_ready = Arc::new(AtomicBool::new(false));
         let notifier = Notifier::from_env();
@@ -368,7 +277,7 @@ impl<P: SensorPlugin> Service<P> {
 /// what the spool held.
 async fn open_outbox(cfg: &ServiceConfig) -> Result<(Outbox, Recovered), ServiceError> {
     let memory = || Ok((Outbox::new(cfg.buffer_records), Vec::new()));
-    let Some((dir, explicit)) = crate::check::spool_dir(cfg) else {
+    let Some((dir, explicit)) = cfg.spool_dir() else {
         return memory();
     };
     // Reading the spool back is disk I/O too: off the runtime's thread.

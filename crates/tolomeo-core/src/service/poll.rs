@@ -8,11 +8,11 @@ use std::time::Duration;
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
-use super::ServiceHandle;
-use super::outbox::Outbox;
 use crate::buffer::Pending;
+use crate::handle::ServiceHandle;
 use crate::health::Notifier;
 use crate::metric::Registry;
+use crate::outbox::Outbox;
 use crate::plugin::SensorPlugin;
 use crate::reading::{Reading, ReadingQueue, Value};
 use crate::spooling::Recovered;

@@ -8,8 +8,9 @@ use bytes::Bytes;
 use futures_util::StreamExt;
 use tokio_util::sync::CancellationToken;
 
-use super::ServiceHandle;
-use crate::command::{Router, parse_request};
+use super::router::Router;
+use crate::command::parse_request;
+use crate::handle::ServiceHandle;
 use crate::plugin::{PluginContext, SensorPlugin};
 use crate::reading::unix_now;
 use crate::senml;
@@ -110,7 +111,7 @@ pub(super) async fn announce(link: Arc<Link>, handle: ServiceHandle, period: Dur
         tokio::select! {
             _ = stop.cancelled() => return,
             _ = tick.tick() => {}
-            _ = handle.0.metrics_changed.notified() => {}
+            _ = handle.metrics_changed() => {}
             r = state.changed() => {
                 if r.is_err() { return }
                 let s = *state.borrow_and_update();
