@@ -411,11 +411,16 @@ async fn the_spool_keeps_what_a_restart_without_broker_collected() {
         times.iter().any(|t| *t > back + 2.0),
         "no record after the broker came back; spool files: {files}; {times:?}"
     );
-    // One point a second before and after the restart; the hole is the restart itself: the
-    // old process polled until it was told to stop, the new one from when it was ready.
+    // One point a second before and after the restart; the one hole is the restart itself:
+    // the old process polled until it was told to stop (which may be a poll after `systemctl
+    // restart` began), the new one from when it was ready.
     let window: Vec<f64> = times.iter().copied().filter(|t| *t > stopped && *t < back).collect();
-    let before: Vec<f64> = window.iter().copied().filter(|t| *t < restart_began).collect();
-    let after: Vec<f64> = window.iter().copied().filter(|t| *t > restart_began).collect();
+    let hole = window
+        .windows(2)
+        .enumerate()
+        .max_by(|a, b| (a.1[1] - a.1[0]).total_cmp(&(b.1[1] - b.1[0])))
+        .map_or(0, |(i, _)| i + 1);
+    let (before, after) = window.split_at(hole);
     eprintln!(
         "{} + {} points while the broker was down ({:.1} s), restart {:.1} s, spool files {}",
         before.len(),
@@ -426,7 +431,7 @@ async fn the_spool_keeps_what_a_restart_without_broker_collected() {
     );
     let steady = |side: &[f64]| side.windows(2).all(|w| w[1] - w[0] < 1.5);
     assert!(
-        steady(&before) && steady(&after),
+        steady(before) && steady(after),
         "one point a second: {before:?} {after:?}"
     );
     let (Some(first), Some(last)) = (before.first(), before.last()) else {
@@ -437,9 +442,11 @@ async fn the_spool_keeps_what_a_restart_without_broker_collected() {
         "the first second without broker is kept: {before:?}"
     );
     assert!(restart_began - last < 1.5, "kept until the restart: {before:?}");
+    assert!(*last < restart_done, "the old process stopped within the restart: {before:?}");
     let (Some(first), Some(last)) = (after.first(), after.last()) else {
         panic!("nothing from after the restart: {window:?}")
     };
     assert!(first - restart_done < 1.5, "kept from the new start: {after:?}");
+    assert!(*first > restart_began, "the new process began within the restart: {after:?}");
     assert!(back - last < 1.5, "kept until the broker came back: {after:?}");
 }
