@@ -442,11 +442,17 @@ async fn the_spool_keeps_what_a_restart_without_broker_collected() {
         "the first second without broker is kept: {before:?}"
     );
     assert!(restart_began - last < 1.5, "kept until the restart: {before:?}");
-    assert!(*last < restart_done, "the old process stopped within the restart: {before:?}");
+    assert!(
+        *last < restart_done,
+        "the old process stopped within the restart: {before:?}"
+    );
     let (Some(first), Some(last)) = (after.first(), after.last()) else {
         panic!("nothing from after the restart: {window:?}")
     };
     assert!(first - restart_done < 1.5, "kept from the new start: {after:?}");
-    assert!(*first > restart_began, "the new process began within the restart: {after:?}");
+    assert!(
+        *first > restart_began,
+        "the new process began within the restart: {after:?}"
+    );
     assert!(back - last < 1.5, "kept until the broker came back: {after:?}");
 }

@@ -67,10 +67,22 @@ pub(crate) fn resources(service: &ServiceConfig, nats: &NatsConfig, source: &str
     }
 }
 
-/// Create `dir` if needed and write (then remove) a file in it.
+/// Whether `dir` can be written, or, where it does not exist yet, made: a file is written
+/// (then removed) in it or in its nearest existing parent. Nothing is created for good: a
+/// directory made by a check run as root would be root's, and the service's user could not
+/// write it.
 fn writable(dir: &Path) -> std::io::Result<()> {
-    std::fs::create_dir_all(dir)?;
-    let probe = dir.join(format!(".check-config-{}", std::process::id()));
+    let mut at = dir;
+    while !at.exists() {
+        at = at
+            .parent()
+            .filter(|p| !p.as_os_str().is_empty())
+            .unwrap_or(Path::new("."));
+    }
+    if !at.is_dir() {
+        return Err(std::io::Error::other(format!("{} is not a directory", at.display())));
+    }
+    let probe = at.join(format!(".check-config-{}", std::process::id()));
     std::fs::write(&probe, b"")?;
     std::fs::remove_file(&probe)
 }

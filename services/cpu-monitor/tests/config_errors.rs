@@ -91,10 +91,16 @@ fn unusable_files_and_spool_dir_exit_78_naming_each_key() {
         "{stderr}"
     );
 
-    // A spool directory that can be made is made, and the check leaves nothing in it.
-    let spool = dir.path().join("spool");
+    // A spool directory that could be made is fine, and the check leaves nothing behind:
+    // neither the directory (the service makes it, as its own user) nor a probe file.
+    let spool = dir.path().join("spool/deeper");
     let text = format!("[service]\nspool_dir = {:?}\n", spool.display().to_string());
     let (code, stderr) = check("spool-ok", &text);
     assert_eq!(code, Some(0), "{stderr}");
-    assert_eq!(std::fs::read_dir(&spool).unwrap().count(), 0);
+    assert!(!dir.path().join("spool").exists());
+    let left: Vec<_> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert_eq!(left.len(), 2, "only the test's own files: {left:?}");
 }
