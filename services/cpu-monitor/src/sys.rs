@@ -6,8 +6,8 @@ use std::ffi::CString;
 use std::io;
 
 /// Counts processes: the numeric entries of a `/proc` directory (one per process; threads are
-/// not listed), by listing it: about 250 µs with 100 processes, 25 µs a second at the default
-/// 10 s poll.
+/// not listed), by listing it: 59 µs with 87 processes (`process_count_cost` below), 6 µs a
+/// second at the default 10 s poll.
 #[derive(Debug)]
 pub struct ProcessCounter {
     dir: &'static str,
