@@ -5,36 +5,16 @@
 use std::path::Path;
 
 use crate::config::{ConfigError, NatsConfig, Problem, ServiceConfig};
-use crate::transport::{check_private, with_credentials_file};
+use crate::transport::authenticate;
 
 /// Every resource problem of the `[service]` and `[nats]` sections; `source` names the
 /// configuration file.
 pub(crate) fn resources(service: &ServiceConfig, nats: &NatsConfig, source: &str) -> Result<(), ConfigError> {
     let mut problems = Vec::new();
     let mut problem = |key: &str, message: String| problems.push(Problem::new(key, message));
-    if let Some(path) = &nats.creds_file {
-        if let Err(e) = check_private(path, "nats.creds_file") {
-            e.problems.into_iter().for_each(|p| problem(&p.key, p.message));
-        } else if let Err(e) = with_credentials_file(async_nats::ConnectOptions::new(), path) {
-            problem("nats.creds_file", format!("cannot use {}: {e}", path.display()));
-        }
-    }
-    if let Some(path) = &nats.nkey_seed_file {
-        if let Err(e) = check_private(path, "nats.nkey_seed_file") {
-            e.problems.into_iter().for_each(|p| problem(&p.key, p.message));
-        } else if let Err(e) = std::fs::read_to_string(path)
-            .map_err(|e| e.to_string())
-            .and_then(|seed| {
-                nkeys::KeyPair::from_seed(seed.trim())
-                    .map(drop)
-                    .map_err(|e| e.to_string())
-            })
-        {
-            problem(
-                "nats.nkey_seed_file",
-                format!("cannot use {}: {e}: expected an NKey seed (SU...)", path.display()),
-            );
-        }
+    // The credentials or NKey seed file, checked as the start checks it.
+    if let Err(e) = authenticate(nats, async_nats::ConnectOptions::new()) {
+        e.problems.into_iter().for_each(|p| problem(&p.key, p.message));
     }
     for (key, path) in [
         ("nats.tls_ca_file", &nats.tls_ca_file),
@@ -57,14 +37,7 @@ pub(crate) fn resources(service: &ServiceConfig, nats: &NatsConfig, source: &str
         };
         problem(key, format!("cannot use {} as the spool: {e}", dir.display()));
     }
-    if problems.is_empty() {
-        Ok(())
-    } else {
-        Err(ConfigError {
-            source: source.to_string(),
-            problems,
-        })
-    }
+    ConfigError::unless_empty(source, problems)
 }
 
 /// Whether `dir` can be written, or, where it does not exist yet, made: a file is written

@@ -216,6 +216,17 @@ pub struct ConfigError {
 }
 
 impl ConfigError {
+    /// `Ok` when there is no problem, else every problem from `source`.
+    pub(crate) fn unless_empty(source: &str, problems: Vec<Problem>) -> Result<(), ConfigError> {
+        if problems.is_empty() {
+            return Ok(());
+        }
+        Err(ConfigError {
+            source: source.to_string(),
+            problems,
+        })
+    }
+
     /// One problem from `source`.
     pub fn one(source: impl Into<String>, key: impl Into<String>, message: impl Into<String>) -> Self {
         ConfigError {
@@ -290,14 +301,7 @@ impl<P: PluginConfig> Config<P> {
             },
             message: p.message,
         }));
-        if problems.is_empty() {
-            Ok(())
-        } else {
-            Err(ConfigError {
-                source: source.to_string(),
-                problems,
-            })
-        }
+        ConfigError::unless_empty(source, problems)
     }
 
     /// The effective configuration as TOML, secrets replaced by `<redacted>`.

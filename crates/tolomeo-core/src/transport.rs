@@ -127,6 +127,45 @@ fn user_credentials(text: &str) -> Result<(String, nkeys::KeyPair), String> {
     Ok((jwt.to_string(), key))
 }
 
+/// `opts` with the credentials file or NKey seed file of `cfg`, each checked: not readable by
+/// every user, readable, and holding what it should. `Link::connect` and `--check-config` both
+/// use it, so the check finds what the start would.
+pub(crate) fn authenticate(
+    cfg: &NatsConfig,
+    mut opts: async_nats::ConnectOptions,
+) -> Result<async_nats::ConnectOptions, ConfigError> {
+    if let Some(path) = &cfg.creds_file {
+        check_private(path, "nats.creds_file")?;
+        opts = with_credentials_file(opts, path).map_err(|e| {
+            ConfigError::one(
+                "configuration",
+                "nats.creds_file",
+                format!("cannot use {}: {e}", path.display()),
+            )
+        })?;
+    }
+    if let Some(path) = &cfg.nkey_seed_file {
+        check_private(path, "nats.nkey_seed_file")?;
+        let seed = std::fs::read_to_string(path)
+            .map_err(|e| e.to_string())
+            .and_then(|text| {
+                let seed = text.trim().to_string();
+                nkeys::KeyPair::from_seed(&seed)
+                    .map(|_| seed)
+                    .map_err(|e| e.to_string())
+            })
+            .map_err(|e| {
+                ConfigError::one(
+                    "configuration",
+                    "nats.nkey_seed_file",
+                    format!("cannot use {}: {e}: expected an NKey seed (SU...)", path.display()),
+                )
+            })?;
+        opts = opts.nkey(seed);
+    }
+    Ok(opts)
+}
+
 /// A NATS client with its state and the confirmation subscription.
 pub struct Link {
     client: async_nats::Client,
@@ -146,28 +185,7 @@ impl Link {
         let (state_tx, state) = watch::channel(LinkState::default());
         let state_tx = Arc::new(state_tx);
         let refusal = Arc::new(watch::Sender::new(None));
-        let mut opts = async_nats::ConnectOptions::new();
-        if let Some(path) = &cfg.creds_file {
-            check_private(path, "nats.creds_file")?;
-            opts = with_credentials_file(opts, path).map_err(|e| {
-                ConfigError::one(
-                    "configuration",
-                    "nats.creds_file",
-                    format!("cannot use {}: {e}", path.display()),
-                )
-            })?;
-        }
-        if let Some(path) = &cfg.nkey_seed_file {
-            check_private(path, "nats.nkey_seed_file")?;
-            let seed = std::fs::read_to_string(path).map_err(|e| {
-                ConfigError::one(
-                    "configuration",
-                    "nats.nkey_seed_file",
-                    format!("cannot read {}: {e}", path.display()),
-                )
-            })?;
-            opts = opts.nkey(seed.trim().to_string());
-        }
+        let mut opts = authenticate(cfg, async_nats::ConnectOptions::new())?;
         if let (Some(u), Some(p)) = (&cfg.user, &cfg.password) {
             opts = opts.user_and_password(u.clone(), p.clone());
         }
