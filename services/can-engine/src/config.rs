@@ -157,7 +157,7 @@ impl PluginConfig for CanConfig {
 
     fn absent_now(&self) -> Vec<Problem> {
         let live = self.replay.is_none();
-        if live && !std::path::Path::new("/sys/class/net").join(&self.interface).exists() {
+        if live && crate::socketcan_source::link_up(&self.interface).is_none() {
             return vec![Problem::new(
                 "interface",
                 format!("there is no network interface {:?} now", self.interface),
