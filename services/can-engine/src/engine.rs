@@ -235,6 +235,29 @@ impl CanEngine {
         *down = Some(why);
     }
 
+    /// Answer and count the OBD-II requests whose reply did not come in time.
+    fn expire(&self, pending: &mut Vec<(Pid, Instant, Option<Waiter>)>, timeout: Duration) {
+        let now = Instant::now();
+        let mut expired = 0;
+        pending.retain_mut(|(pid, deadline, waiter)| {
+            if *deadline > now {
+                return true;
+            }
+            expired += 1;
+            if let Some(w) = waiter.take() {
+                let _ = w.send(Err(format!(
+                    "no reply to PID {:#04x} within {} ms",
+                    pid.code(),
+                    timeout.as_millis()
+                )));
+            }
+            false
+        });
+        if expired > 0 {
+            lock(&self.pipeline).counters.obd_timeouts += expired;
+        }
+    }
+
     /// Read one open source until it fails or ends.
     async fn drive<S: FrameSource>(
         &self,
@@ -317,21 +340,6 @@ impl CanEngine {
                         }
                     }
                 }
-                _ = sleep_until(next_deadline) => {
-                    let now = Instant::now();
-                    let mut expired = 0;
-                    pending.retain_mut(|(pid, deadline, waiter)| {
-                        if *deadline > now {
-                            return true;
-                        }
-                        expired += 1;
-                        if let Some(w) = waiter.take() {
-                            let _ = w.send(Err(format!("no reply to PID {:#04x} within {} ms", pid.code(), timeout.as_millis())));
-                        }
-                        false
-                    });
-                    lock(&self.pipeline).counters.obd_timeouts += expired;
-                }
                 got = source.recv_batch(&mut batch, 512) => {
                     let malformed = source.take_malformed();
                     if malformed > 0 {
@@ -366,10 +374,15 @@ impl CanEngine {
                     }
                     let many = batch.len() > 1;
                     batch.clear();
+                    // Replies read in this batch were matched first: a reply that waited in the
+                    // socket while the process was not scheduled is not a timeout.
+                    self.expire(&mut pending, timeout);
                     if many {
                         tokio::task::yield_now().await;
                     }
                 }
+                // After the socket: the branch above runs first when both are ready.
+                _ = sleep_until(next_deadline) => self.expire(&mut pending, timeout),
             }
             if !out.is_empty() && !deliver(readings, std::mem::take(&mut out), can_wait).await {
                 return Ok(());
