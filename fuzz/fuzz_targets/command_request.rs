@@ -2,7 +2,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use tolomeo_core::command::{ErrorCode, parse_request};
+use tolomeo_proto::command::{ErrorCode, parse_request};
 
 fuzz_target!(|data: &[u8]| {
     let calls = parse_request(data);

@@ -2,7 +2,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use tolomeo_core::senml::{decode_pack, resolve};
+use tolomeo_proto::senml::{decode_pack, resolve};
 
 fuzz_target!(|data: &[u8]| {
     if let Ok(pack) = decode_pack(data) {
@@ -10,7 +10,7 @@ fuzz_target!(|data: &[u8]| {
             Ok(records) => {
                 assert_eq!(records.len(), pack.len());
                 for r in &records {
-                    assert!(tolomeo_core::senml::is_valid_name(&r.name));
+                    assert!(tolomeo_proto::senml::is_valid_name(&r.name));
                     assert!(r.time.is_finite());
                 }
             }

@@ -8,8 +8,8 @@ use std::io::Write;
 use std::time::Duration;
 
 use serde_json::{Map, Value};
-use tolomeo_core::ServiceName;
-use tolomeo_core::senml;
+use tolomeo_proto::ServiceName;
+use tolomeo_proto::senml;
 
 use crate::conn::ConnArgs;
 use crate::exit::{Failure, Outcome};

@@ -58,7 +58,7 @@ impl ConnArgs {
     pub(crate) async fn connect(&self) -> Result<async_nats::Client, Failure> {
         let mut opts = async_nats::ConnectOptions::new().name("tlm");
         if let Some(path) = &self.creds {
-            opts = tolomeo_core::transport::with_credentials_file(opts, path)
+            opts = tolomeo_proto::creds::with_credentials_file(opts, path)
                 .map_err(|e| Failure::usage(format!("--creds {}: {e}: expected a NATS .creds file", path.display())))?;
         }
         if let Some(path) = &self.nkey {

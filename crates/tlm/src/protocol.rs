@@ -5,8 +5,8 @@
 //! a few give warnings, which do not make the pack invalid.
 
 use serde_json::Value;
-use tolomeo_core::DeviceSerial;
-use tolomeo_core::senml::{Problem, RELATIVE_TIME_LIMIT, Record, check_name};
+use tolomeo_proto::DeviceSerial;
+use tolomeo_proto::senml::{Problem, RELATIVE_TIME_LIMIT, Record, check_name};
 
 /// What a pack is meant to be.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -21,10 +21,10 @@ pub(crate) enum Kind {
     Response,
 }
 
-use tolomeo_core::command::ErrorCode;
+use tolomeo_proto::command::ErrorCode;
 /// Requests above this size are refused with `invalid_request` (PROTOCOL.md section 4): the
 /// services' own limit.
-pub(crate) use tolomeo_core::command::MAX_REQUEST_BYTES;
+pub(crate) use tolomeo_proto::command::MAX_REQUEST_BYTES;
 
 /// The protocol problems and warnings of a pack of `size` bytes that decoded as `pack`.
 pub(crate) fn problems(kind: Kind, pack: &[Record], size: usize) -> (Vec<Problem>, Vec<Problem>) {
@@ -401,7 +401,7 @@ fn check_base_name(bn: &str) -> Result<(), String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use tolomeo_core::senml::decode_pack;
+    use tolomeo_proto::senml::decode_pack;
 
     fn at(kind: Kind, json: &str) -> Vec<(usize, &'static str)> {
         let pack = decode_pack(json.as_bytes()).unwrap();

@@ -14,9 +14,9 @@ use std::time::Duration;
 
 use futures_util::StreamExt;
 use serde_json::{Map, Value, json};
-use tolomeo_core::senml;
-use tolomeo_core::wire::PARAMS_SUBJECT;
-use tolomeo_core::{ServiceName, unix_now};
+use tolomeo_proto::senml;
+use tolomeo_proto::wire::PARAMS_SUBJECT;
+use tolomeo_proto::{ServiceName, unix_now};
 
 use crate::cmd::call;
 use crate::conn::ConnArgs;

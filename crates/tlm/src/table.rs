@@ -3,7 +3,7 @@
 
 use std::collections::{BTreeMap, VecDeque};
 
-use tolomeo_core::senml::{Resolved, ResolvedValue};
+use tolomeo_proto::senml::{Resolved, ResolvedValue};
 
 use crate::text;
 

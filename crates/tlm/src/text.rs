@@ -4,7 +4,7 @@
 use std::io::Write;
 use std::time::Duration;
 
-use tolomeo_core::senml::{Resolved, ResolvedValue};
+use tolomeo_proto::senml::{Resolved, ResolvedValue};
 
 /// The base-name prefix of every ToloMEO device (PROTOCOL.md section 0).
 pub(crate) const DEVICE_PREFIX: &str = "urn:cpt:device:sn:";

@@ -9,8 +9,8 @@
 
 use std::io::{Read, Write};
 
-use tolomeo_core::senml;
-use tolomeo_core::unix_now;
+use tolomeo_proto::senml;
+use tolomeo_proto::unix_now;
 
 use crate::exit::{Failure, Outcome};
 use crate::protocol::{self, Kind};

@@ -14,9 +14,9 @@ use std::time::{Duration, Instant};
 
 use futures_util::StreamExt;
 use serde_json::Map;
-use tolomeo_core::senml::{self, Resolved};
-use tolomeo_core::wire::{DATA_SUBJECT, PARAMS_SUBJECT};
-use tolomeo_core::{ServiceName, unix_now};
+use tolomeo_proto::senml::{self, Resolved};
+use tolomeo_proto::wire::{DATA_SUBJECT, PARAMS_SUBJECT};
+use tolomeo_proto::{ServiceName, unix_now};
 
 use crate::cmd::{CallError, call};
 use crate::conn::ConnArgs;

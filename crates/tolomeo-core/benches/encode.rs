@@ -4,7 +4,7 @@
 use std::hint::black_box;
 use std::time::{Duration, Instant};
 
-use tolomeo_core::senml::{OutRecord, PackLimits, Value, encode_packs};
+use tolomeo_proto::senml::{OutRecord, PackLimits, Value, encode_packs};
 
 fn main() {
     // Typical records: the cpu-monitor set, names of ~10 characters, a unit, a number, a time.

@@ -1,5 +1,5 @@
 //! The publish path against a bare async-nats loop, side by side on one private nats-server:
-//! `cargo bench -p tolomeo-core --bench publish`.
+//! `cargo bench -p tolomeo-core --features bench-internals --bench publish`.
 //!
 //! All send the same records to `events.data` and end with a round trip through the broker,
 //! so all count only what the broker has received. The bare loop publishes pre-encoded packs
@@ -11,8 +11,8 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use tolomeo_core::config::NatsConfig;
-use tolomeo_core::senml::{OutRecord, PackLimits, Value, encode_packs};
 use tolomeo_core::transport::Link;
+use tolomeo_proto::senml::{OutRecord, PackLimits, Value, encode_packs};
 use tolomeo_testkit::NatsServer;
 
 const BN: &str = "urn:cpt:device:sn:SN123456:";

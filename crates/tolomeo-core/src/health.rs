@@ -9,14 +9,14 @@ use std::time::Duration;
 
 /// A connection to systemd's notification socket, or nothing when not run by systemd.
 #[derive(Debug)]
-pub struct Notifier {
+pub(crate) struct Notifier {
     socket: Option<(UnixDatagram, std::os::unix::net::SocketAddr)>,
     watchdog: Option<Duration>,
 }
 
 impl Notifier {
     /// Read `NOTIFY_SOCKET` and `WATCHDOG_USEC` (honouring `WATCHDOG_PID`).
-    pub fn from_env() -> Self {
+    pub(crate) fn from_env() -> Self {
         let socket = std::env::var_os("NOTIFY_SOCKET").and_then(|path| {
             let path = path.to_string_lossy().into_owned();
             let addr = if let Some(abstract_name) = path.strip_prefix('@') {
@@ -41,12 +41,12 @@ impl Notifier {
     }
 
     /// How often the watchdog wants a WATCHDOG=1 (half its timeout), if enabled.
-    pub fn watchdog_period(&self) -> Option<Duration> {
+    pub(crate) fn watchdog_period(&self) -> Option<Duration> {
         self.watchdog.map(|w| w / 2)
     }
 
     /// Send one notification (e.g. `READY=1`). Errors are logged, never fatal.
-    pub fn notify(&self, state: &str) {
+    pub(crate) fn notify(&self, state: &str) {
         if let Some((sock, addr)) = &self.socket
             && let Err(e) = sock.send_to_addr(state.as_bytes(), addr)
         {

@@ -3,7 +3,7 @@
 //!
 //! A service author writes the part that reads the sensor, a [`SensorPlugin`], and gets
 //! everything else: metric registration ([`Metric`]), SenML (RFC 8428) encoding
-//! ([`senml`]), the poll loop, heartbeats, the `events.params` announcement, command
+//! (with the `tolomeo-proto` crate, the wire contract in code), the poll loop, heartbeats, the `events.params` announcement, command
 //! routing ([`Command`]), delivery through the device-local NATS broker with a bounded
 //! buffer, configuration ([`config`]), and the shared command line ([`cli::main`]).
 //! The wire contract is PROTOCOL.md; this crate cannot produce a message that breaks it:
@@ -14,7 +14,8 @@
 //! plugins' side), and it has no knowledge of any particular service.
 //!
 //! Main types: [`SensorPlugin`] (implement it), [`Metric`], [`Reading`], [`Command`],
-//! [`Service`] with [`Settings`], [`cli::main`].
+//! [`Service`] with [`Settings`], [`cli::main`]. The crate's README lists the whole public
+//! API; everything else is private.
 //!
 //! # Example
 //!
@@ -58,20 +59,25 @@
 mod buffer;
 mod check;
 pub mod cli;
-pub mod command;
+mod command;
 pub mod config;
-pub mod handle;
-pub mod health;
-pub mod metric;
+mod handle;
+mod health;
+mod metric;
 mod outbox;
-pub mod plugin;
-pub mod reading;
-pub mod senml;
-pub mod service;
+mod plugin;
+mod reading;
+mod service;
 mod spooling;
 mod tick;
+#[cfg(feature = "bench-internals")]
+#[doc(hidden)]
 pub mod transport;
-pub mod wire;
+#[cfg(not(feature = "bench-internals"))]
+mod transport;
+
+// The wire contract lives in tolomeo-proto; inside this crate it reads as `crate::senml`.
+use tolomeo_proto::{senml, wire};
 
 pub use async_trait::async_trait;
 pub use command::{Command, CommandContext, CommandError, CommandOutput, CommandResult, ErrorCode};
@@ -81,7 +87,7 @@ pub use metric::{DataType, Metric, MetricKind};
 pub use plugin::{Health, PluginContext, PluginError, SensorPlugin, TaskManager};
 pub use reading::{Reading, Readings, Value, unix_now};
 pub use service::{Service, ServiceError, Settings};
-pub use wire::{DeviceSerial, ServiceName};
+pub use tolomeo_proto::{DeviceSerial, ServiceName};
 
 #[doc(hidden)]
 pub use serde_json::Value as __Json;

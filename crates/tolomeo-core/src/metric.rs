@@ -212,7 +212,7 @@ pub struct Announcement {
 
 /// A registered metric: qualified name plus its declaration.
 #[derive(Debug, Clone)]
-pub struct Registered {
+pub(crate) struct Registered {
     /// `<group>:<field>`, as published in `n`.
     pub id: Arc<str>,
     /// The unit as published in `u`.
@@ -223,7 +223,7 @@ pub struct Registered {
 
 /// The set of metrics a service publishes, checked and indexed.
 #[derive(Debug, Clone, Default)]
-pub struct Registry {
+pub(crate) struct Registry {
     metrics: Vec<Registered>,
     index: HashMap<String, usize>,
 }
@@ -232,7 +232,7 @@ impl Registry {
     /// Check and index `metrics` declared by plugin `plugin_id`, for a device whose base name is
     /// `base_name`. Bare names are qualified as `<plugin_id>:<name>`; both forms are accepted
     /// in readings. Refuses invalid names, units and granularities, and duplicates.
-    pub fn new(plugin_id: &str, base_name: &str, metrics: Vec<Metric>) -> Result<Self, MetricError> {
+    pub(crate) fn new(plugin_id: &str, base_name: &str, metrics: Vec<Metric>) -> Result<Self, MetricError> {
         let mut reg = Registry::default();
         for metric in metrics {
             let id = if metric.name.contains(':') || plugin_id.is_empty() {
@@ -261,27 +261,12 @@ impl Registry {
     }
 
     /// Look a reading's key up: a qualified name or a bare name of this plugin.
-    pub fn get(&self, key: &str) -> Option<&Registered> {
+    pub(crate) fn get(&self, key: &str) -> Option<&Registered> {
         self.index.get(key).and_then(|&i| self.metrics.get(i))
     }
 
-    /// All registered metrics, in declaration order.
-    pub fn iter(&self) -> impl Iterator<Item = &Registered> {
-        self.metrics.iter()
-    }
-
-    /// Number of metrics.
-    pub fn len(&self) -> usize {
-        self.metrics.len()
-    }
-
-    /// True when no metric is registered.
-    pub fn is_empty(&self) -> bool {
-        self.metrics.is_empty()
-    }
-
     /// The `events.params` entries, in declaration order.
-    pub fn announcements(&self) -> Vec<Announcement> {
+    pub(crate) fn announcements(&self) -> Vec<Announcement> {
         self.metrics
             .iter()
             .map(|r| Announcement {
@@ -327,7 +312,7 @@ mod tests {
     #[test]
     fn qualified_names_are_kept() {
         let reg = Registry::new("sys", BN, vec![Metric::number("cpu:total"), Metric::number("mem:used")]).unwrap();
-        let ids: Vec<_> = reg.iter().map(|r| &*r.id).collect();
+        let ids: Vec<_> = reg.metrics.iter().map(|r| &*r.id).collect();
         assert_eq!(ids, ["cpu:total", "mem:used"]);
     }
 

@@ -8,23 +8,11 @@
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use tokio::sync::mpsc;
 
-pub use crate::senml::Value;
-
-/// The current Unix time in seconds, to the microsecond.
-///
-/// A double near 1.7e9 resolves about 0.24 µs, so nanoseconds would only add noise digits;
-/// whole microseconds (one exact division of an integer below 2^53) make the time the double
-/// nearest to a 6-decimal number, which the SenML encoder writes without a float formatter.
-pub fn unix_now() -> f64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| (d.as_secs() * 1_000_000 + u64::from(d.subsec_micros())) as f64 / 1e6)
-        .unwrap_or(0.0)
-}
+pub use tolomeo_proto::senml::Value;
+pub use tolomeo_proto::unix_now;
 
 /// Values read at one moment.
 ///

@@ -5,6 +5,11 @@
 //! of packs counts as delivered here only when a marker published after it has come back
 //! from the broker on a private subject, on the same connection (a reconnect in between
 //! makes the batch unconfirmed, so it is sent again: delivery is at-least-once).
+//!
+//! Its items are `pub` so that `benches/publish.rs` can measure them (feature
+//! `bench-internals`); without the feature the module is private to the crate.
+
+#![cfg_attr(not(feature = "bench-internals"), allow(unreachable_pub))]
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -83,50 +88,6 @@ pub fn check_private(path: &std::path::Path, key: &str) -> Result<(), ConfigErro
     Ok(())
 }
 
-/// `opts` authenticating with the NATS credentials file at `path`: a user JWT and its NKey
-/// seed, as `nsc generate creds` writes it. The services and `tlm` both read credentials
-/// files with it. Err: why the file cannot be used.
-pub fn with_credentials_file(
-    opts: async_nats::ConnectOptions,
-    path: &std::path::Path,
-) -> Result<async_nats::ConnectOptions, String> {
-    let text = std::fs::read_to_string(path).map_err(|e| e.to_string())?;
-    let (jwt, key) = user_credentials(&text)?;
-    let key = Arc::new(key);
-    Ok(opts.jwt(jwt, move |nonce| {
-        let key = key.clone();
-        async move { key.sign(&nonce).map_err(async_nats::AuthError::new) }
-    }))
-}
-
-/// The user JWT and key pair of a credentials file as `nsc generate creds` writes it: two
-/// blocks, each a `-----BEGIN ...-----` line, one line of text and a `------END ...------`
-/// line, the JWT first and the user's NKey seed second; any other line is ignored.
-///
-/// (async-nats has a parser too, but it is built on the regex crate, which would add about
-/// 400 KiB of code to every service for this one file.)
-fn user_credentials(text: &str) -> Result<(String, nkeys::KeyPair), String> {
-    let dashes = |l: &str| l.len() >= 6 && l.starts_with("---") && l.ends_with("---");
-    let token = |l: &str| {
-        !l.is_empty()
-            && l.bytes()
-                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.' | b'='))
-    };
-    let lines: Vec<&str> = text.lines().map(str::trim).collect();
-    let blocks: Vec<&str> = lines
-        .windows(3)
-        .filter(|w| dashes(w[0]) && token(w[1]) && dashes(w[2]))
-        .map(|w| w[1])
-        .collect();
-    let (jwt, seed) = match blocks[..] {
-        [jwt, seed, ..] => (jwt, seed),
-        [_] => return Err("it holds a user JWT but no NKey seed block (-----BEGIN USER NKEY SEED-----)".into()),
-        [] => return Err("it holds no user JWT block (-----BEGIN NATS USER JWT-----)".into()),
-    };
-    let key = nkeys::KeyPair::from_seed(seed).map_err(|e| format!("its NKey seed is not valid: {e}"))?;
-    Ok((jwt.to_string(), key))
-}
-
 /// `opts` with the credentials file or NKey seed file of `cfg`, each checked: not readable by
 /// every user, readable, and holding what it should. `Link::connect` and `--check-config` both
 /// use it, so the check finds what the start would.
@@ -136,7 +97,7 @@ pub(crate) fn authenticate(
 ) -> Result<async_nats::ConnectOptions, ConfigError> {
     if let Some(path) = &cfg.creds_file {
         check_private(path, "nats.creds_file")?;
-        opts = with_credentials_file(opts, path).map_err(|e| {
+        opts = tolomeo_proto::creds::with_credentials_file(opts, path).map_err(|e| {
             ConfigError::one(
                 "configuration",
                 "nats.creds_file",
@@ -398,36 +359,6 @@ impl Link {
 mod tests {
     use super::*;
     use std::os::unix::fs::PermissionsExt;
-
-    #[test]
-    fn credentials_file_format() {
-        // A user made for this test; the text as `nsc generate creds` lays it out, banner
-        // included, with CRLF line ends.
-        let user = nkeys::KeyPair::new_user();
-        let seed = user.seed().unwrap();
-        let seed = seed.as_str();
-        let jwt = "eyJ0eXAiOiJKV1QiLCJhbGciOiJlZDI1NTE5LW5rZXkifQ.eyJzdWIiOiJVIn0.c2ln";
-        let text = format!(
-            "-----BEGIN NATS USER JWT-----\r\n{jwt}\r\n------END NATS USER JWT------\r\n\r\n\
-             ************************* IMPORTANT *************************\r\n\
-             NKEY Seed printed below can be used to sign and prove identity.\r\n\
-             NKEYs are sensitive and should be treated as secrets.\r\n\r\n\
-             -----BEGIN USER NKEY SEED-----\r\n{seed}\r\n------END USER NKEY SEED------\r\n\r\n\
-             *************************************************************\r\n"
-        );
-        let (got_jwt, key) = user_credentials(&text).unwrap();
-        assert_eq!(got_jwt, jwt);
-        assert_eq!(key.public_key(), user.public_key());
-
-        let only_jwt = format!("-----BEGIN NATS USER JWT-----\n{jwt}\n------END NATS USER JWT------\n");
-        let e = user_credentials(&only_jwt).err().unwrap();
-        assert!(e.contains("no NKey seed block"), "{e}");
-        let e = user_credentials("not a credentials file\n").err().unwrap();
-        assert!(e.contains("no user JWT block"), "{e}");
-        let bad_seed = text.replace(seed, "SUAINVALIDSEED");
-        let e = user_credentials(&bad_seed).err().unwrap();
-        assert!(e.contains("NKey seed is not valid"), "{e}");
-    }
 
     #[test]
     fn world_readable_secrets_are_refused() {

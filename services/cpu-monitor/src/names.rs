@@ -98,7 +98,7 @@ mod tests {
     fn sanitized_labels_make_valid_senml_names() {
         for raw in ["wlan 0", "\u{f1}", "a:b", "#", " ", "x\ty"] {
             let name = format!("net:{}:rx_bytes", sanitize(raw));
-            assert!(tolomeo_core::senml::is_valid_name(&name), "{name}");
+            assert!(tolomeo_proto::senml::is_valid_name(&name), "{name}");
         }
     }
 

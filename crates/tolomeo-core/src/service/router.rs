@@ -7,7 +7,9 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 
-use crate::command::{Call, Command, CommandContext, CommandError, CommandOutput, CommandResult, ErrorCode};
+use tolomeo_proto::command::Call;
+
+use crate::command::{Command, CommandContext, CommandError, CommandOutput, CommandResult, ErrorCode};
 use crate::config::POLL_TIME_RANGE_MS;
 use crate::handle::ServiceHandle;
 use crate::output;

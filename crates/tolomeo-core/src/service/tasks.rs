@@ -9,13 +9,13 @@ use futures_util::StreamExt;
 use tokio_util::sync::CancellationToken;
 
 use super::router::Router;
-use crate::command::parse_request;
 use crate::handle::ServiceHandle;
 use crate::plugin::{PluginContext, SensorPlugin};
 use crate::reading::unix_now;
 use crate::senml;
 use crate::transport::Link;
 use crate::wire::{PARAMS_SUBJECT, ServiceName};
+use tolomeo_proto::command::parse_request;
 
 /// Stop the service (the orderly way) once the broker refuses something it needs.
 pub(super) async fn stop_when_refused(link: Arc<Link>, shutdown: CancellationToken, stop: CancellationToken) {

@@ -14,8 +14,8 @@
 //! This module does no transport and no I/O, and has no CBOR, XML or EXI representation.
 //!
 //! ```
-//! use tolomeo_core::senml::{OutRecord, PackLimits, ResolvedValue, Value};
-//! use tolomeo_core::senml::{decode_pack, encode_packs, resolve};
+//! use tolomeo_proto::senml::{OutRecord, PackLimits, ResolvedValue, Value};
+//! use tolomeo_proto::senml::{decode_pack, encode_packs, resolve};
 //!
 //! let v = Value::from(12.5);
 //! let out = [OutRecord { name: "cpu:total", unit: Some("%"), value: &v, time: 1.7e9 }];
@@ -32,7 +32,7 @@
 //!     // Each problem displays as "record 2, field `n`: ...".
 //!     Err(problems) => panic!("invalid pack: {problems:?}"),
 //! }
-//! # Ok::<(), tolomeo_core::senml::DecodeError>(())
+//! # Ok::<(), tolomeo_proto::senml::DecodeError>(())
 //! ```
 
 use std::cell::Cell;
@@ -1375,7 +1375,7 @@ mod tests {
     #[test]
     fn clock_readings_take_the_fast_path() {
         for _ in 0..1000 {
-            let t = crate::reading::unix_now();
+            let t = crate::unix_now();
             let mut buf = Vec::new();
             assert!(write_decimal(&mut buf, t), "{t:?}");
             let text = text(&buf);
