@@ -83,7 +83,15 @@ pub(crate) fn run(which: &str, duration: u64) -> Result<()> {
             footprint(duration)
         }
         "encode" => sh(cargo().args(["bench", "-p", "tolomeo-core", "--bench", "encode"])),
-        "publish" => sh(cargo().args(["bench", "-p", "tolomeo-core", "--bench", "publish"])),
+        "publish" => sh(cargo().args([
+            "bench",
+            "-p",
+            "tolomeo-core",
+            "--features",
+            "bench-internals",
+            "--bench",
+            "publish",
+        ])),
         "footprint" => footprint(duration),
         // Not in `all`: it boots a VM (tests/flash.rs).
         "flash" => crate::system::bench_flash(duration),
