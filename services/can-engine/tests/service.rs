@@ -179,3 +179,26 @@ fn an_absent_can_interface_is_a_warning() {
         "{stderr}"
     );
 }
+
+/// A DBC file that does not parse is a configuration error found by `--check-config`, before
+/// the service would start: exit 78, the file, the key and the line.
+#[test]
+fn a_dbc_that_does_not_parse_fails_the_check() {
+    // Line 2: a 99-bit signal, which no classic CAN frame can hold.
+    let dbc = tolomeo_testkit::temp_file(".dbc", "BO_ 1 M: 8 X\n SG_ S : 0|99@1+ (1,0) [0|0] \"\" X\n");
+    let cfg = tolomeo_testkit::temp_file(".toml", &format!("[can]\ndbc = \"{}\"\n", dbc.display()));
+    let out = std::process::Command::new(BIN)
+        .args(["--check-config", "--config", cfg.to_str().unwrap()])
+        .env("DEVICE_SERIAL_NUMBER", "SN1")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(78), "{stderr}");
+    assert!(
+        stderr.contains(&cfg.display().to_string())
+            && stderr.contains("can.dbc")
+            && stderr.contains(&dbc.display().to_string())
+            && stderr.contains("line 2"),
+        "{stderr}"
+    );
+}
