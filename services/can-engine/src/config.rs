@@ -165,8 +165,13 @@ impl PluginConfig for CanConfig {
         }
         Vec::new()
     }
+}
 
-    fn validate(&self) -> Vec<Problem> {
+impl CanConfig {
+    /// Every problem of the section's own values (ranges, names, what goes together), keys
+    /// relative to `[can]`. [`crate::CanEngine::new`] checks with it, then reads the DBC file
+    /// and builds the pipeline.
+    pub(crate) fn problems(&self) -> Vec<Problem> {
         let mut out = Vec::new();
         match &self.replay_speed {
             ReplaySpeed::Factor(f) if !(f.is_finite() && *f > 0.0) => out.push(Problem::new(
@@ -235,9 +240,9 @@ mod tests {
         .unwrap();
         assert_eq!(cfg.replay_speed.factor(), None);
         assert_eq!(cfg.metrics["engine:rpm"].aggregate, Some(Aggregate::None));
-        assert!(cfg.validate().is_empty());
+        assert!(cfg.problems().is_empty());
         let bad: CanConfig = toml::from_str("replay_speed = \"fast\"\nsignals = [\"X\"]\n[obd2]\npids = [7]").unwrap();
-        let keys: Vec<_> = bad.validate().into_iter().map(|p| p.key).collect();
+        let keys: Vec<_> = bad.problems().into_iter().map(|p| p.key).collect();
         assert_eq!(keys, ["replay_speed", "signals", "obd2.pids[0]"]);
         assert!(toml::from_str::<CanConfig>("nope = 1").is_err());
     }

@@ -3,7 +3,8 @@
 //! Every key whose value the user types as a word (`kind`, `data_type`, `byte_order`, `type`,
 //! `parity`) and every number is read leniently ([`Lenient`]), so that a wrong value or a
 //! string where a number belongs does not stop parsing at the first mistake:
-//! [`crate::resolve`] turns this section into checked devices and reports every problem at once.
+//! [`crate::build`] turns this section into checked devices ([`crate::model::resolve`]) and
+//! reports every problem at once.
 
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use tolomeo_core::config::{PluginConfig, Problem};
@@ -192,11 +193,5 @@ impl PluginConfig for ModbusConfig {
             }
         }
         out
-    }
-    fn validate(&self) -> Vec<Problem> {
-        match crate::model::resolve(self) {
-            Ok(_) => Vec::new(),
-            Err(problems) => problems,
-        }
     }
 }
