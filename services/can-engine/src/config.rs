@@ -187,11 +187,14 @@ impl CanConfig {
         if self.replay.is_none() && (self.interface.is_empty() || self.interface.len() > 15) {
             out.push(Problem::new(
                 "interface",
-                "expected an interface name of 1 to 15 characters",
+                format!("{:?}: expected an interface name of 1 to 15 characters", self.interface),
             ));
         }
-        if self.source_address.is_some_and(|a| a > 253) {
-            out.push(Problem::new("source_address", "expected a J1939 address 0 to 253"));
+        if let Some(a) = self.source_address.filter(|a| *a > 253) {
+            out.push(Problem::new(
+                "source_address",
+                format!("{a} is out of range, expected a J1939 address 0 to 253"),
+            ));
         }
         if !self.signals.is_empty() && self.dbc.is_none() {
             out.push(Problem::new(
@@ -202,7 +205,10 @@ impl CanConfig {
         if !(100..=86_400_000).contains(&self.stale_after_ms) {
             out.push(Problem::new(
                 "stale_after_ms",
-                "expected 100 ms to 86,400,000 ms (one day)",
+                format!(
+                    "{} is out of range, expected 100 ms to 86,400,000 ms (one day)",
+                    self.stale_after_ms
+                ),
             ));
         }
         for (i, pid) in self.obd2.pids.iter().enumerate() {
@@ -214,7 +220,10 @@ impl CanConfig {
             }
         }
         if !(10..=10_000).contains(&self.obd2.timeout_ms) {
-            out.push(Problem::new("obd2.timeout_ms", "expected 10 to 10,000 ms"));
+            out.push(Problem::new(
+                "obd2.timeout_ms",
+                format!("{} is out of range, expected 10 to 10,000 ms", self.obd2.timeout_ms),
+            ));
         }
         out
     }
