@@ -23,8 +23,8 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 use tolomeo_core::config::{PluginConfig, Problem};
 use tolomeo_core::{
-    Command, CommandContext, CommandError, CommandResult, Health, Metric, PluginError, Reading, SensorPlugin,
-    async_trait, cli, output,
+    BuildContext, Command, CommandContext, CommandError, CommandResult, ConfigError, Health, Metric, PluginError,
+    Reading, SensorPlugin, async_trait, cli, output,
 };
 
 /// `[temp]` in the configuration file.
@@ -51,19 +51,6 @@ impl Default for TempConfig {
 
 impl PluginConfig for TempConfig {
     const SECTION: &'static str = "temp";
-    fn validate(&self) -> Vec<Problem> {
-        let mut out = Vec::new();
-        if parse_unit(&self.unit).is_none() {
-            out.push(Problem::new(
-                "unit",
-                format!("{:?} is not a unit, expected \"C\" or \"F\"", self.unit),
-            ));
-        }
-        if !(-50.0..=150.0).contains(&self.start_celsius) {
-            out.push(Problem::new("start_celsius", "expected -50 to 150"));
-        }
-        out
-    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -77,6 +64,40 @@ fn parse_unit(s: &str) -> Option<Unit> {
         "C" => Some(Unit::Celsius),
         "F" => Some(Unit::Fahrenheit),
         _ => None,
+    }
+}
+
+/// `build` for `cli::main`: checks `[temp]` and makes the plugin, in one call. Every problem is
+/// reported, keys relative to the section; `cli::main` adds the file and `temp.`.
+fn build(cfg: &TempConfig, _ctx: &BuildContext) -> Result<TempPlugin, ConfigError> {
+    let mut problems = Vec::new();
+    let unit = parse_unit(&cfg.unit);
+    if unit.is_none() {
+        problems.push(Problem::new(
+            "unit",
+            format!("{:?} is not a unit, expected \"C\" or \"F\"", cfg.unit),
+        ));
+    }
+    if !(-50.0..=150.0).contains(&cfg.start_celsius) {
+        problems.push(Problem::new(
+            "start_celsius",
+            format!("{} is out of range, expected -50 to 150", cfg.start_celsius),
+        ));
+    }
+    match unit {
+        Some(unit) if problems.is_empty() => Ok(TempPlugin {
+            state: Mutex::new(State {
+                allow_unit_change: cfg.allow_unit_change,
+                unit,
+                celsius: cfg.start_celsius,
+                fault: Fault::None,
+                seed: 0x9E37_79B9_7F4A_7C15,
+            }),
+        }),
+        _ => Err(ConfigError {
+            source: "[temp]".into(),
+            problems,
+        }),
     }
 }
 
@@ -240,15 +261,5 @@ fn main() -> ExitCode {
         about: "Example ToloMEO service: a simulated temperature sensor",
         default_poll_time: Duration::from_secs(30),
     };
-    cli::main(spec, |cfg: &TempConfig| {
-        Ok(TempPlugin {
-            state: Mutex::new(State {
-                allow_unit_change: cfg.allow_unit_change,
-                unit: parse_unit(&cfg.unit).unwrap_or(Unit::Celsius),
-                celsius: cfg.start_celsius,
-                fault: Fault::None,
-                seed: 0x9E37_79B9_7F4A_7C15,
-            }),
-        })
-    })
+    cli::main(spec, build)
 }

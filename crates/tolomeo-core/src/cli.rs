@@ -17,7 +17,7 @@ use std::time::Duration;
 use clap::{CommandFactory, FromArgMatches, Parser};
 use tokio_util::sync::CancellationToken;
 
-use crate::config::{Config, ConfigError, PluginConfig, check_url};
+use crate::config::{BuildContext, Config, ConfigError, PluginConfig, Problem, check_url, poll_time_problem, together};
 use crate::plugin::SensorPlugin;
 use crate::service::{Service, ServiceError, Settings};
 use crate::wire::{DeviceSerial, ServiceName};
@@ -48,7 +48,7 @@ struct Flags {
     /// Configuration file [default: /etc/tolomeo/<service>.toml; a missing default file means all defaults]
     #[arg(long, short = 'c', value_name = "FILE")]
     config: Option<PathBuf>,
-    /// Validate the configuration, print "configuration OK" and exit (78 on an error)
+    /// Check the configuration as a start would, without starting; print "configuration OK" and exit (78 on an error)
     #[arg(long)]
     check_config: bool,
     /// Print the effective configuration (file, environment and flags merged) and exit
@@ -71,13 +71,18 @@ struct Flags {
 /// Run a service: parse flags, load the configuration, set up logging, build the plugin with
 /// `build`, run until SIGINT or SIGTERM. Returns the process exit code.
 ///
-/// `build` gets the plugin's section; a [`ConfigError`] it returns is reported against the
-/// configuration file, its keys relative to the section (`devices[0].dbc`) or absolute.
+/// `build` is the one place that checks the plugin's section and constructs the plugin: it
+/// gets the section and a [`BuildContext`] (the service's poll period), and returns the
+/// plugin or every problem it found in one [`ConfigError`], keys relative to the section
+/// (`devices[0].dbc`) or absolute (`can.dbc`). It runs once, also for `--check-config` and
+/// `--print-config`, so it must only construct: no device, socket or thread is opened before
+/// [`SensorPlugin::start`]. Its problems are reported together with those of `[service]`
+/// and `[nats]`, each against the configuration file, exit 78.
 pub fn main<C, P, F>(spec: ServiceSpec, build: F) -> ExitCode
 where
     C: PluginConfig,
     P: SensorPlugin,
-    F: FnOnce(&C) -> Result<P, ConfigError>,
+    F: FnOnce(&C, &BuildContext) -> Result<P, ConfigError>,
 {
     let cmd = Flags::command().name(spec.name).version(spec.version).about(spec.about);
     let flags = match Flags::from_arg_matches(&cmd.get_matches()) {
@@ -85,23 +90,22 @@ where
         Err(e) => e.exit(),
     };
     init_logging(flags.log_level.as_deref());
-    let (settings, config, source) = match load::<C>(&spec, &flags) {
+    let Loaded {
+        settings,
+        config,
+        source,
+        problems,
+    } = match load::<C>(&spec, &flags) {
         Ok(x) => x,
         Err(e) => return config_failure(&spec, &e),
     };
-    // Whatever building the plugin finds wrong (an unreadable file it names, a signal that is
-    // not there) is wrong in the configuration file: say which file, and under which section.
-    let plugin = match build(&config.plugin) {
+    // Whatever building the plugin finds wrong (a range, an unreadable file it names, a signal
+    // that is not there) is wrong in the configuration file: said with `[service]`'s and
+    // `[nats]`'s problems, against the file, under the plugin's section.
+    let ctx = BuildContext::new(settings.poll_time());
+    let plugin = match together::<C, P>(&source, problems, build(&config.plugin, &ctx)) {
         Ok(p) => p,
-        Err(mut e) => {
-            e.source = source;
-            for p in &mut e.problems {
-                if !p.key.is_empty() && !p.key.starts_with(&format!("{}.", C::SECTION)) && p.key != C::SECTION {
-                    p.key = format!("{}.{}", C::SECTION, p.key);
-                }
-            }
-            return config_failure(&spec, &e);
-        }
+        Err(e) => return config_failure(&spec, &e),
     };
     if flags.check_config {
         // The files it names and the spool directory, as the service would find them at start.
@@ -177,8 +181,23 @@ fn config_failure(spec: &ServiceSpec, e: &ConfigError) -> ExitCode {
     ExitCode::from(EXIT_CONFIG)
 }
 
-/// File, then environment, then flags; the device serial; the effective poll time.
-fn load<C: PluginConfig>(spec: &ServiceSpec, flags: &Flags) -> Result<(Settings, Config<C>, String), ConfigError> {
+/// What [`load`] read: the settings the service runs with, the configuration, where it came
+/// from, and the file's problems not reported yet.
+struct Loaded<C> {
+    settings: Settings,
+    config: Config<C>,
+    /// The file, or `defaults`.
+    source: String,
+    /// `[service]` and `[nats]` range and cross-field problems of the file's values, reported
+    /// with the plugin's.
+    problems: Vec<Problem>,
+}
+
+/// File, then environment, then flags; the device serial; the effective poll time. Fails at
+/// once on what cannot be read (the file's syntax and types) and on a wrong environment
+/// variable or flag (their source is not the file); the file's range problems are kept for
+/// [`main`] to report with the plugin's.
+fn load<C: PluginConfig>(spec: &ServiceSpec, flags: &Flags) -> Result<Loaded<C>, ConfigError> {
     let default_path = PathBuf::from(format!("/etc/tolomeo/{}.toml", spec.name));
     let path = flags.config.clone().unwrap_or(default_path);
     let source = if path.exists() {
@@ -187,6 +206,9 @@ fn load<C: PluginConfig>(spec: &ServiceSpec, flags: &Flags) -> Result<(Settings,
         "defaults".to_string()
     };
     let mut config = Config::<C>::load(&path, flags.config.is_some())?;
+    // The file's own values: a wrong one is reported even when the environment or a flag
+    // replaces it this time.
+    let problems = config.problems();
     if let Ok(url) = std::env::var("NATS_URL")
         && !url.trim().is_empty()
     {
@@ -198,13 +220,19 @@ fn load<C: PluginConfig>(spec: &ServiceSpec, flags: &Flags) -> Result<(Settings,
         config.nats.url = url.clone();
     }
     if let Some(ms) = flags.poll_time_ms {
+        if let Some(message) = poll_time_problem(ms) {
+            return Err(ConfigError::one("command line", "service.poll_time_ms", message));
+        }
         config.service.poll_time_ms = Some(ms);
-        config.validate("command line")?;
     }
-    config
+    // An out-of-range value is reported with the plugin's problems; the plugin is built
+    // meanwhile with the default, so that it does not report consequences of it.
+    let poll_time_ms = config
         .service
         .poll_time_ms
-        .get_or_insert(spec.default_poll_time.as_millis() as u64);
+        .filter(|ms| poll_time_problem(*ms).is_none())
+        .unwrap_or(spec.default_poll_time.as_millis() as u64);
+    config.service.poll_time_ms = Some(poll_time_ms);
     let serial = match &flags.serial {
         Some(s) => DeviceSerial::new(s).map_err(|e| ConfigError::one("command line", "--serial", e))?,
         None => match std::env::var("DEVICE_SERIAL_NUMBER") {
@@ -224,7 +252,12 @@ fn load<C: PluginConfig>(spec: &ServiceSpec, flags: &Flags) -> Result<(Settings,
     settings.default_poll_time = spec.default_poll_time;
     settings.service = config.service.clone();
     settings.nats = config.nats.clone();
-    Ok((settings, config, source))
+    Ok(Loaded {
+        settings,
+        config,
+        source,
+        problems,
+    })
 }
 
 /// Logs to stderr; without timestamps and colours under systemd (the journal adds its own).

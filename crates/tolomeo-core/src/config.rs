@@ -5,22 +5,29 @@
 //! (`NATS_URL`, `DEVICE_SERIAL_NUMBER`), then command-line flags. Every section refuses
 //! unknown keys. Every error names the file, the key and what was expected; a service exits
 //! with 78 (EX_CONFIG) on any of them. Defaults are defined once, in the `Default` impls here.
+//!
+//! Two steps. Reading ([`Config::from_toml`], [`Config::load`]) stops at the first syntax
+//! error, wrong type or unknown key: the values after it cannot be read. Checking is one pass:
+//! the ranges and cross-field rules of `[service]` and `[nats]` ([`Config::problems`]) and the
+//! plugin's build function, which checks its section and constructs the plugin in one call
+//! ([`Config::build`]); their problems are reported together.
 
 use std::fmt;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use serde::de::{self, DeserializeOwned, MapAccess, Visitor};
 use serde::{Deserialize, Deserializer, Serialize};
 
 /// A plugin's configuration section. Derive `Deserialize` with `#[serde(deny_unknown_fields, default)]`.
+///
+/// Its checks beyond types (ranges, cross-field rules, the files it names) belong to the
+/// service's build function given to [`crate::cli::main`], which checks the section and
+/// constructs the plugin in one call, and returns every problem it finds in one
+/// [`ConfigError`], keys relative to the section (`devices[0].port`).
 pub trait PluginConfig: Serialize + DeserializeOwned + Default + Send + Sync + 'static {
     /// The TOML table holding it, e.g. `cpu` for `[cpu]`.
     const SECTION: &'static str;
-    /// Checks beyond types: ranges, cross-field rules. Report every problem, not just the first;
-    /// keys are relative to the section (`devices[0].port`).
-    fn validate(&self) -> Vec<Problem> {
-        Vec::new()
-    }
     /// What `--check-config` warns about without failing: devices the configuration names that
     /// are absent now but may appear later (a serial adapter, a CAN interface). Keys relative to
     /// the section.
@@ -40,6 +47,28 @@ impl PluginConfig for NoConfig {
 
 /// The poll periods `service.poll_time_ms` and `SetPollTime` accept, in milliseconds.
 pub const POLL_TIME_RANGE_MS: std::ops::RangeInclusive<u64> = 100..=3_600_000;
+
+/// What a plugin's build function sees of the service, besides its own section.
+///
+/// Given to the function passed to [`crate::cli::main`] (and to [`Config::build`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct BuildContext {
+    /// The service's poll period at start: `service.poll_time_ms` after the file and
+    /// `--poll-time-ms`, or the service's default (`ServiceSpec::default_poll_time`) when
+    /// neither sets it; the period [`crate::Settings::poll_time`] gives. When the file's value
+    /// is itself out of range (and no flag replaces it), the default: that problem is
+    /// reported with the plugin's. `SetPollTime` changes the period at run time: a plugin that
+    /// follows it reads [`crate::PluginContext::poll_time`] once started.
+    pub poll_time: Duration,
+}
+
+impl BuildContext {
+    /// A context with the service's poll period `poll_time`.
+    pub fn new(poll_time: Duration) -> Self {
+        BuildContext { poll_time }
+    }
+}
 
 /// `[service]`: the poll loop, heartbeat, announcement, commands and delivery buffer.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -255,7 +284,9 @@ impl fmt::Display for ConfigError {
 impl std::error::Error for ConfigError {}
 
 impl<P: PluginConfig> Config<P> {
-    /// Parse TOML text; `source` names it in errors (usually the file path).
+    /// Parse TOML text; `source` names it in errors (usually the file path). Refuses invalid
+    /// TOML, unknown sections and keys, and values of the wrong type, the first one alone (the
+    /// values after it cannot be read); ranges are [`Config::problems`] and the plugin's build.
     pub fn from_toml(text: &str, source: &str) -> Result<Self, ConfigError> {
         let de = toml::Deserializer::parse(text)
             .map_err(|e| ConfigError::one(source, "", format!("not valid TOML: {}", describe(&e, text))))?;
@@ -264,44 +295,44 @@ impl<P: PluginConfig> Config<P> {
             let key = if key == "." { String::new() } else { key };
             ConfigError::one(source, key, describe(&e.into_inner(), text))
         })?;
-        let config = Config {
+        Ok(Config {
             service: root.service,
             nats: root.nats,
             plugin: root.plugin,
-        };
-        config.validate(source)?;
-        Ok(config)
+        })
     }
 
-    /// Load a file. A missing file is an error when `required` (the user named it), otherwise
-    /// the defaults are used.
+    /// Read a file, as [`Config::from_toml`]. A missing file is an error when `required` (the
+    /// user named it), otherwise the defaults are used.
     pub fn load(path: &Path, required: bool) -> Result<Self, ConfigError> {
         let source = path.display().to_string();
         match std::fs::read_to_string(path) {
             Ok(text) => Self::from_toml(&text, &source),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound && !required => {
                 tracing::info!("no configuration file at {source}; using the defaults");
-                let config = Config::default();
-                config.validate("defaults")?;
-                Ok(config)
+                Ok(Config::default())
             }
             Err(e) => Err(ConfigError::one(source, "", format!("cannot read the file: {e}"))),
         }
     }
 
-    /// Range and cross-field checks of every section.
-    pub fn validate(&self, source: &str) -> Result<(), ConfigError> {
+    /// Range and cross-field problems of `[service]` and `[nats]`, every one of them; keys
+    /// absolute (`service.poll_time_ms`).
+    pub fn problems(&self) -> Vec<Problem> {
         let mut problems = self.service.problems();
         problems.extend(self.nats.problems());
-        problems.extend(self.plugin.validate().into_iter().map(|p| Problem {
-            key: if p.key.is_empty() {
-                P::SECTION.to_string()
-            } else {
-                format!("{}.{}", P::SECTION, p.key)
-            },
-            message: p.message,
-        }));
-        ConfigError::unless_empty(source, problems)
+        problems
+    }
+
+    /// Check and build in one pass: `build` checks the plugin's section and constructs what it
+    /// describes; its problems and [`Config::problems`] are reported together, from `source`.
+    /// Keys `build` gives relative to the section (`devices[0].port`) get it prefixed
+    /// (`modbus.devices[0].port`).
+    pub fn build<T, F>(&self, source: &str, ctx: &BuildContext, build: F) -> Result<T, ConfigError>
+    where
+        F: FnOnce(&P, &BuildContext) -> Result<T, ConfigError>,
+    {
+        together::<P, T>(source, self.problems(), build(&self.plugin, ctx))
     }
 
     /// The effective configuration as TOML, secrets replaced by `<redacted>`.
@@ -328,6 +359,48 @@ impl<P: PluginConfig> Config<P> {
     }
 }
 
+/// The shared sections' `problems` and what building the plugin gave, as one result from
+/// `source`: the built value only when there is no problem at all. The plugin's keys relative
+/// to its section get the section prefixed; an empty key becomes the section itself.
+pub(crate) fn together<P: PluginConfig, T>(
+    source: &str,
+    mut problems: Vec<Problem>,
+    built: Result<T, ConfigError>,
+) -> Result<T, ConfigError> {
+    let built = match built {
+        Ok(value) => Some(value),
+        Err(e) => {
+            let prefix = format!("{}.", P::SECTION);
+            problems.extend(e.problems.into_iter().map(|p| Problem {
+                key: if p.key.is_empty() {
+                    P::SECTION.to_string()
+                } else if p.key == P::SECTION || p.key.starts_with(&prefix) {
+                    p.key
+                } else {
+                    format!("{prefix}{}", p.key)
+                },
+                message: p.message,
+            }));
+            None
+        }
+    };
+    match built {
+        Some(value) if problems.is_empty() => Ok(value),
+        _ => Err(ConfigError {
+            source: source.to_string(),
+            // A build that fails must say why; were it silent, still fail with a reason.
+            problems: if problems.is_empty() {
+                vec![Problem::new(
+                    P::SECTION,
+                    "the plugin could not be built from this section",
+                )]
+            } else {
+                problems
+            },
+        }),
+    }
+}
+
 /// toml's message on one line, with the position: `invalid type: ..., expected u64 (line 2, column 16)`.
 fn describe(e: &toml::de::Error, text: &str) -> String {
     let message = e.message().trim().replace('\n', "; ");
@@ -345,18 +418,14 @@ fn describe(e: &toml::de::Error, text: &str) -> String {
 impl ServiceConfig {
     fn problems(&self) -> Vec<Problem> {
         let mut out = Vec::new();
+        if let Some(message) = self.poll_time_ms.and_then(poll_time_problem) {
+            out.push(Problem::new("service.poll_time_ms", message));
+        }
         let mut check = |key: &str, ok: bool, expected: String| {
             if !ok {
                 out.push(Problem::new(format!("service.{key}"), expected));
             }
         };
-        if let Some(ms) = self.poll_time_ms {
-            check(
-                "poll_time_ms",
-                POLL_TIME_RANGE_MS.contains(&ms),
-                format!("{ms} is out of range, expected 100 to 3600000"),
-            );
-        }
         check(
             "heartbeat_interval_ms",
             (100..=60_000).contains(&self.heartbeat_interval_ms),
@@ -398,6 +467,17 @@ impl ServiceConfig {
         );
         out
     }
+}
+
+/// What is wrong with a poll period of `ms`, if anything.
+pub(crate) fn poll_time_problem(ms: u64) -> Option<String> {
+    (!POLL_TIME_RANGE_MS.contains(&ms)).then(|| {
+        format!(
+            "{ms} is out of range, expected {} to {}",
+            POLL_TIME_RANGE_MS.start(),
+            POLL_TIME_RANGE_MS.end()
+        )
+    })
 }
 
 impl NatsConfig {
@@ -524,19 +604,29 @@ mod tests {
     }
     impl PluginConfig for Temp {
         const SECTION: &'static str = "temp";
-        fn validate(&self) -> Vec<Problem> {
-            match self.unit.as_str() {
-                "" | "C" | "F" => vec![],
-                u => vec![Problem::new(
-                    "unit",
-                    format!("{u:?} is not a unit, expected \"C\" or \"F\""),
-                )],
-            }
+    }
+
+    /// A build function: checks the unit and returns it, with the poll period it was given.
+    fn build_temp(t: &Temp, ctx: &BuildContext) -> Result<(String, Duration), ConfigError> {
+        match t.unit.as_str() {
+            "" | "C" | "F" => Ok((t.unit.clone(), ctx.poll_time)),
+            u => Err(ConfigError::one(
+                "[temp]",
+                "unit",
+                format!("{u:?} is not a unit, expected \"C\" or \"F\""),
+            )),
         }
     }
 
+    const SOURCE: &str = "/etc/tolomeo/t.toml";
+
     fn parse(text: &str) -> Result<Config<Temp>, ConfigError> {
-        Config::<Temp>::from_toml(text, "/etc/tolomeo/t.toml")
+        Config::<Temp>::from_toml(text, SOURCE)
+    }
+
+    /// Read, check and build, as a service does.
+    fn check(text: &str) -> Result<(String, Duration), ConfigError> {
+        parse(text)?.build(SOURCE, &BuildContext::new(Duration::from_secs(7)), build_temp)
     }
 
     #[test]
@@ -576,16 +666,60 @@ mod tests {
 
     #[test]
     fn ranges_and_plugin_rules_are_all_reported() {
-        let e = parse("[service]\npoll_time_ms = 50\n[temp]\nunit = \"K\"\n").unwrap_err();
+        let e = check("[service]\npoll_time_ms = 50\n[temp]\nunit = \"K\"\n").unwrap_err();
+        assert_eq!(e.source, SOURCE);
         assert_eq!(e.problems.len(), 2, "{e}");
         assert_eq!(e.problems[0].key, "service.poll_time_ms");
         assert!(e.problems[0].message.contains("expected 100 to 3600000"));
         assert_eq!(e.problems[1].key, "temp.unit");
+        assert!(e.problems[1].message.contains("\"K\" is not a unit"), "{e}");
+    }
+
+    #[test]
+    fn the_build_sees_the_context_and_runs_once_even_when_the_service_section_is_wrong() {
+        assert_eq!(
+            check("[temp]\nunit = \"F\"\n").unwrap(),
+            ("F".into(), Duration::from_secs(7))
+        );
+        let mut calls = 0;
+        let e = parse("[service]\nheartbeat_interval_ms = 1\n")
+            .unwrap()
+            .build(SOURCE, &BuildContext::new(Duration::from_secs(1)), |t, ctx| {
+                calls += 1;
+                build_temp(t, ctx)
+            })
+            .unwrap_err();
+        assert_eq!(calls, 1);
+        let keys: Vec<_> = e.problems.iter().map(|p| p.key.as_str()).collect();
+        assert_eq!(keys, ["service.heartbeat_interval_ms"], "{e}");
+    }
+
+    #[test]
+    fn plugin_keys_get_the_section_once() {
+        let built: Result<(), ConfigError> = Err(ConfigError {
+            source: "ignored".into(),
+            problems: vec![
+                Problem::new("unit", "a"),
+                Problem::new("temp.unit", "b"),
+                Problem::new("", "c"),
+            ],
+        });
+        let e = together::<Temp, ()>(SOURCE, vec![Problem::new("nats.url", "d")], built).unwrap_err();
+        assert_eq!(e.source, SOURCE);
+        let keys: Vec<_> = e.problems.iter().map(|p| p.key.as_str()).collect();
+        assert_eq!(keys, ["nats.url", "temp.unit", "temp.unit", "temp"]);
+    }
+
+    #[test]
+    fn reading_does_not_check_ranges() {
+        let c = parse("[service]\npoll_time_ms = 50\n").unwrap();
+        assert_eq!(c.service.poll_time_ms, Some(50));
+        assert_eq!(c.problems().len(), 1);
     }
 
     #[test]
     fn nats_options_are_checked() {
-        let e = parse("[nats]\nurl = \"http://x\"\nuser = \"a\"\n").unwrap_err();
+        let e = check("[nats]\nurl = \"http://x\"\nuser = \"a\"\n").unwrap_err();
         let keys: Vec<_> = e.problems.iter().map(|p| p.key.as_str()).collect();
         assert_eq!(keys, ["nats.url", "nats.user"]);
         assert!(check_url("nats://a:4222,nats://b:4223").is_ok());

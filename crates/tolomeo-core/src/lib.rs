@@ -24,7 +24,7 @@
 //! ```no_run
 //! use std::process::ExitCode;
 //! use std::time::Duration;
-//! use tolomeo_core::{async_trait, cli, config::NoConfig, Metric, PluginError, Reading, SensorPlugin};
+//! use tolomeo_core::{async_trait, cli, config::NoConfig, BuildContext, Metric, PluginError, Reading, SensorPlugin};
 //!
 //! struct Thermo;
 //!
@@ -47,7 +47,8 @@
 //!         about: "A thermometer",
 //!         default_poll_time: Duration::from_secs(30),
 //!     };
-//!     cli::main(spec, |_: &NoConfig| Ok(Thermo))
+//!     // The build function checks the plugin's section and constructs the plugin in one call.
+//!     cli::main(spec, |_: &NoConfig, _: &BuildContext| Ok(Thermo))
 //! }
 //! ```
 //!
@@ -81,7 +82,7 @@ use tolomeo_proto::{senml, wire};
 
 pub use async_trait::async_trait;
 pub use command::{Command, CommandContext, CommandError, CommandOutput, CommandResult, ErrorCode};
-pub use config::{Config, ConfigError, PluginConfig, Problem};
+pub use config::{BuildContext, Config, ConfigError, PluginConfig, Problem};
 pub use handle::{ServiceHandle, Status};
 pub use metric::{DataType, Metric, MetricKind};
 pub use plugin::{Health, PluginContext, PluginError, SensorPlugin, TaskManager};

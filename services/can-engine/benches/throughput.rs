@@ -18,7 +18,7 @@ use can_engine::pipeline::Pipeline;
 use can_engine::replay::ReplaySource;
 use can_engine::{CanEngine, FrameSource};
 use futures_util::StreamExt;
-use tolomeo_core::{DeviceSerial, Service, ServiceName, Settings};
+use tolomeo_core::{BuildContext, DeviceSerial, Service, ServiceName, Settings};
 
 fn data(name: &str) -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("data").join(name)
@@ -77,7 +77,8 @@ async fn publish_rate(seconds: u64) -> f64 {
     settings.service.poll_time_ms = Some(100);
     settings.service.reading_queue = 50_000;
     let shutdown = tokio_util::sync::CancellationToken::new();
-    let service = tokio::spawn(Service::new(settings, CanEngine::new(&cfg).unwrap()).run(shutdown.clone()));
+    let plugin = CanEngine::new(&cfg, &BuildContext::new(settings.poll_time())).unwrap();
+    let service = tokio::spawn(Service::new(settings, plugin).run(shutdown.clone()));
     // Warm up, then measure a window.
     tokio::time::sleep(Duration::from_secs(2)).await;
     let c0 = count.load(Ordering::Relaxed);

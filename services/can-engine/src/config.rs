@@ -165,8 +165,13 @@ impl PluginConfig for CanConfig {
         }
         Vec::new()
     }
+}
 
-    fn validate(&self) -> Vec<Problem> {
+impl CanConfig {
+    /// Every problem of the section's own values (ranges, names, what goes together), keys
+    /// relative to `[can]`. [`crate::CanEngine::new`] checks with it, then reads the DBC file
+    /// and builds the pipeline.
+    pub(crate) fn problems(&self) -> Vec<Problem> {
         let mut out = Vec::new();
         match &self.replay_speed {
             ReplaySpeed::Factor(f) if !(f.is_finite() && *f > 0.0) => out.push(Problem::new(
@@ -182,11 +187,14 @@ impl PluginConfig for CanConfig {
         if self.replay.is_none() && (self.interface.is_empty() || self.interface.len() > 15) {
             out.push(Problem::new(
                 "interface",
-                "expected an interface name of 1 to 15 characters",
+                format!("{:?}: expected an interface name of 1 to 15 characters", self.interface),
             ));
         }
-        if self.source_address.is_some_and(|a| a > 253) {
-            out.push(Problem::new("source_address", "expected a J1939 address 0 to 253"));
+        if let Some(a) = self.source_address.filter(|a| *a > 253) {
+            out.push(Problem::new(
+                "source_address",
+                format!("{a} is out of range, expected a J1939 address 0 to 253"),
+            ));
         }
         if !self.signals.is_empty() && self.dbc.is_none() {
             out.push(Problem::new(
@@ -197,7 +205,10 @@ impl PluginConfig for CanConfig {
         if !(100..=86_400_000).contains(&self.stale_after_ms) {
             out.push(Problem::new(
                 "stale_after_ms",
-                "expected 100 ms to 86,400,000 ms (one day)",
+                format!(
+                    "{} is out of range, expected 100 ms to 86,400,000 ms (one day)",
+                    self.stale_after_ms
+                ),
             ));
         }
         for (i, pid) in self.obd2.pids.iter().enumerate() {
@@ -209,7 +220,10 @@ impl PluginConfig for CanConfig {
             }
         }
         if !(10..=10_000).contains(&self.obd2.timeout_ms) {
-            out.push(Problem::new("obd2.timeout_ms", "expected 10 to 10,000 ms"));
+            out.push(Problem::new(
+                "obd2.timeout_ms",
+                format!("{} is out of range, expected 10 to 10,000 ms", self.obd2.timeout_ms),
+            ));
         }
         out
     }
@@ -235,9 +249,9 @@ mod tests {
         .unwrap();
         assert_eq!(cfg.replay_speed.factor(), None);
         assert_eq!(cfg.metrics["engine:rpm"].aggregate, Some(Aggregate::None));
-        assert!(cfg.validate().is_empty());
+        assert!(cfg.problems().is_empty());
         let bad: CanConfig = toml::from_str("replay_speed = \"fast\"\nsignals = [\"X\"]\n[obd2]\npids = [7]").unwrap();
-        let keys: Vec<_> = bad.validate().into_iter().map(|p| p.key).collect();
+        let keys: Vec<_> = bad.problems().into_iter().map(|p| p.key).collect();
         assert_eq!(keys, ["replay_speed", "signals", "obd2.pids[0]"]);
         assert!(toml::from_str::<CanConfig>("nope = 1").is_err());
     }

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio_util::sync::CancellationToken;
-use tolomeo_core::config::ConfigError;
+use tolomeo_core::config::{BuildContext, ConfigError, Problem};
 use tolomeo_core::{Command, Health, Metric, PluginContext, PluginError, Reading, Readings, SensorPlugin, async_trait};
 
 use crate::config::{CanConfig, Mode};
@@ -61,46 +61,64 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 }
 
 impl CanEngine {
-    /// Build from the configuration: reads and checks the DBC file. Errors name `[can]` keys.
-    pub fn new(cfg: &CanConfig) -> Result<Self, ConfigError> {
+    /// Check `[can]` and build the plugin, in one call: what `main` gives `cli::main`. Checks
+    /// the section's values, reads and parses the DBC file, builds the decoding pipeline with
+    /// aggregation windows of the service's poll period. Opens nothing: the source is opened
+    /// by `start`. Every problem at once, keys relative to `[can]`.
+    pub fn new(cfg: &CanConfig, ctx: &BuildContext) -> Result<Self, ConfigError> {
         let kind = match &cfg.replay {
             Some(p) => SourceKind::Replay(p.clone()),
             None => SourceKind::SocketCan(cfg.interface.clone()),
         };
-        Self::build(cfg, kind)
+        Self::build(cfg, ctx, kind)
     }
 
-    /// Build with an in-process bus as the source (tests, demos).
-    pub fn with_memory_bus(cfg: &CanConfig, bus: MemoryBus) -> Result<Self, ConfigError> {
-        Self::build(cfg, SourceKind::Memory(Mutex::new(Some(bus))))
+    /// Build with an in-process bus as the source (tests, demos); checked as [`CanEngine::new`].
+    pub fn with_memory_bus(cfg: &CanConfig, ctx: &BuildContext, bus: MemoryBus) -> Result<Self, ConfigError> {
+        Self::build(cfg, ctx, SourceKind::Memory(Mutex::new(Some(bus))))
     }
 
-    fn build(cfg: &CanConfig, kind: SourceKind) -> Result<Self, ConfigError> {
-        let source = "configuration section [can]";
+    fn build(cfg: &CanConfig, ctx: &BuildContext, kind: SourceKind) -> Result<Self, ConfigError> {
+        let mut problems = cfg.problems();
         let dbc = match &cfg.dbc {
             None => None,
-            Some(path) => {
-                let text = std::fs::read_to_string(path).map_err(|e| {
-                    ConfigError::one(
-                        source,
+            Some(path) => match std::fs::read_to_string(path) {
+                Err(e) => {
+                    problems.push(Problem::new(
                         "dbc",
                         format!("cannot read the DBC file {}: {e}", path.display()),
-                    )
-                })?;
-                Some(
-                    Dbc::parse(&text)
-                        .map_err(|e| ConfigError::one(source, "can.dbc", format!("{}: {e}", path.display())))?,
-                )
-            }
+                    ));
+                    None
+                }
+                Ok(text) => match Dbc::parse(&text) {
+                    Ok(dbc) => Some(dbc),
+                    Err(e) => {
+                        problems.push(Problem::new("dbc", format!("{}: {e}", path.display())));
+                        None
+                    }
+                },
+            },
         };
-        // The poll period is not known yet: windows start at 1 s and follow `start`'s watch.
-        let pipeline = Pipeline::new(cfg, dbc.as_ref(), Duration::from_secs(1)).map_err(|problems| ConfigError {
-            source: source.into(),
-            problems: problems
-                .into_iter()
-                .map(|p| tolomeo_core::Problem::new(format!("can.{}", p.key), p.message))
-                .collect(),
-        })?;
+        // The pipeline needs checked values and the DBC file's signals: without them it would
+        // only report consequences of what is already reported.
+        let pipeline = if problems.is_empty() {
+            // Windows of the period in force at start; `drive` follows `SetPollTime`.
+            match Pipeline::new(cfg, dbc.as_ref(), ctx.poll_time) {
+                Ok(p) => Some(p),
+                Err(found) => {
+                    problems.extend(found);
+                    None
+                }
+            }
+        } else {
+            None
+        };
+        let Some(pipeline) = pipeline else {
+            return Err(ConfigError {
+                source: "configuration section [can]".into(),
+                problems,
+            });
+        };
         let (tx, rx) = mpsc::channel(16);
         Ok(CanEngine {
             cfg: cfg.clone(),

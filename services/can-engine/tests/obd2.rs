@@ -49,7 +49,8 @@ async fn requests_each_poll_and_read_pid() {
 
     let cfg: CanConfig =
         toml::from_str("mode = \"obd2\"\naggregate = \"none\"\n[obd2]\npids = [5, 13]\ntimeout_ms = 100").unwrap();
-    let plugin = CanEngine::with_memory_bus(&cfg, bus).unwrap();
+    let ctx = tolomeo_core::BuildContext::new(Duration::from_millis(200));
+    let plugin = CanEngine::with_memory_bus(&cfg, &ctx, bus).unwrap();
     let mut settings = Settings::new(
         ServiceName::new("can-engine").unwrap(),
         DeviceSerial::new("SN1").unwrap(),

@@ -143,8 +143,12 @@ impl Default for TempConfig {
 
 impl PluginConfig for CpuConfig {
     const SECTION: &'static str = "cpu";
+}
 
-    fn validate(&self) -> Vec<Problem> {
+impl CpuConfig {
+    /// Every problem beyond types (paths, labels, name patterns), keys relative to `[cpu]`.
+    /// [`crate::build`] checks with it before it constructs the plugin.
+    pub(crate) fn problems(&self) -> Vec<Problem> {
         let mut out = Vec::new();
         for (i, m) in self.disk.mounts.iter().enumerate() {
             if !m.path.starts_with('/') {
@@ -201,6 +205,15 @@ mod tests {
         Config::<CpuConfig>::from_toml(text, "test.toml")
     }
 
+    /// Read, check and build, as the service does; the error.
+    fn refused(text: &str) -> tolomeo_core::ConfigError {
+        let ctx = tolomeo_core::BuildContext::new(std::time::Duration::from_secs(10));
+        match parse(text).and_then(|c| c.build("test.toml", &ctx, crate::build)) {
+            Ok(_) => panic!("accepted: {text}"),
+            Err(e) => e,
+        }
+    }
+
     #[test]
     fn empty_file_gives_the_defaults() {
         let c = parse("").unwrap();
@@ -226,11 +239,11 @@ mod tests {
 
     #[test]
     fn every_problem_is_reported_with_its_key() {
-        let e = parse(
+        let e = refused(
             "[cpu.disk]\nmounts = [{ path = \"data\", label = \"my data\" }, { path = \"/x\", label = \"my data\" }]\n\
              [cpu.net]\nexclude = [\"\"]\n",
-        )
-        .unwrap_err();
+        );
+        assert_eq!(e.source, "test.toml");
         let keys: Vec<_> = e.problems.iter().map(|p| p.key.as_str()).collect();
         assert_eq!(
             keys,

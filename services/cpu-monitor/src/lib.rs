@@ -35,7 +35,7 @@ use std::time::Duration;
 pub use collect::{Collector, Entry};
 pub use config::CpuConfig;
 pub use plugin::CpuMonitor;
-use tolomeo_core::cli;
+use tolomeo_core::{BuildContext, ConfigError, cli};
 
 /// The service's identity and its 10 s default poll.
 pub const SPEC: cli::ServiceSpec = cli::ServiceSpec {
@@ -45,7 +45,20 @@ pub const SPEC: cli::ServiceSpec = cli::ServiceSpec {
     default_poll_time: Duration::from_secs(10),
 };
 
+/// Check `[cpu]` and build the plugin: what [`main`] gives `cli::main`. Every problem at
+/// once, keys relative to the section. The groups do not depend on the poll period.
+pub fn build(cfg: &CpuConfig, _ctx: &BuildContext) -> Result<CpuMonitor, ConfigError> {
+    let problems = cfg.problems();
+    if !problems.is_empty() {
+        return Err(ConfigError {
+            source: "[cpu]".into(),
+            problems,
+        });
+    }
+    Ok(CpuMonitor::new(cfg))
+}
+
 /// Run the service with the shared command line; returns the exit code.
 pub fn main() -> ExitCode {
-    cli::main(SPEC, |cfg: &CpuConfig| Ok(CpuMonitor::new(cfg)))
+    cli::main(SPEC, build)
 }

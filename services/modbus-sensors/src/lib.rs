@@ -30,7 +30,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use tokio::sync::mpsc;
-use tolomeo_core::config::ConfigError;
+use tolomeo_core::config::{BuildContext, ConfigError};
 use tolomeo_core::{Command, CommandError, Health, Metric, PluginContext, SensorPlugin, async_trait, cli::ServiceSpec};
 
 use crate::bus::{Bus, Op, Shared};
@@ -55,8 +55,14 @@ pub struct ModbusPlugin {
     buses: Mutex<Option<Vec<Bus>>>,
 }
 
-/// Build the plugin from `[modbus]` (checked again; `cli::main` has validated it already).
-pub fn build(cfg: &ModbusConfig) -> Result<ModbusPlugin, ConfigError> {
+/// Check `[modbus]` and build the plugin, in one call: what `main` gives `cli::main`.
+/// [`model::resolve`] checks every device and register and plans its reads; every problem is
+/// returned at once, keys relative to the section (`devices[0].registers[3].bit`). Opens
+/// nothing: connections and serial ports are opened by the bus tasks `start` spawns.
+///
+/// A device without its own `poll_time_ms` follows the service's poll period at run time, as
+/// `SetPollTime` changes it; so nothing here depends on `ctx.poll_time`.
+pub fn build(cfg: &ModbusConfig, _ctx: &BuildContext) -> Result<ModbusPlugin, ConfigError> {
     let devices = model::resolve(cfg).map_err(|problems| ConfigError {
         source: "[modbus]".into(),
         problems,

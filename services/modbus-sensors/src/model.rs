@@ -1,13 +1,13 @@
 //! The checked form of the configuration: [`resolve`] turns `[modbus]` into [`Device`]s and
-//! their request plans, or returns every problem found.
+//! their request plans, or returns every problem found. [`crate::build`] calls it, once.
 
 use std::collections::{BTreeMap, HashSet};
 use std::time::Duration;
 
-use tolomeo_core::config::Problem;
+use tolomeo_core::config::{POLL_TIME_RANGE_MS, Problem};
 
 use crate::codec::{ByteOrder, DataType};
-use crate::config::{DeviceConfig, Lenient, ModbusConfig, RegisterConfig};
+use crate::config::{DeviceConfig, ModbusConfig, RegisterConfig};
 use crate::plan::{Kind, Request, Span, plan};
 
 /// How a device is reached.
@@ -94,28 +94,18 @@ impl Checker {
     fn bad(&mut self, key: impl Into<String>, message: impl Into<String>) {
         self.problems.push(Problem::new(key, message));
     }
-    /// The value, or the default after reporting a wrong type.
-    fn get<T: Clone>(&mut self, key: &str, v: &Lenient<T>, default: T) -> T {
-        match v {
-            Lenient::Ok(v) => v.clone(),
-            Lenient::Bad(text) => {
-                self.bad(key, text.clone());
-                default
-            }
-        }
-    }
-    /// The value if within `range`, otherwise reported.
-    fn ranged<T>(&mut self, key: &str, v: &Lenient<T>, default: T, range: std::ops::RangeInclusive<T>) -> T
+    /// `v` if within `range`; otherwise reported, and `default` stands in for it so that the
+    /// checks that depend on it can go on.
+    fn ranged<T>(&mut self, key: &str, v: T, default: T, range: std::ops::RangeInclusive<T>) -> T
     where
-        T: Clone + PartialOrd + std::fmt::Display,
+        T: PartialOrd + std::fmt::Display,
     {
-        let x = self.get(key, v, default.clone());
-        if range.contains(&x) {
-            x
+        if range.contains(&v) {
+            v
         } else {
             self.bad(
                 key,
-                format!("{x} is out of range, expected {} to {}", range.start(), range.end()),
+                format!("{v} is out of range, expected {} to {}", range.start(), range.end()),
             );
             default
         }
@@ -178,7 +168,7 @@ fn device(ck: &mut Checker, key: &str, dc: &DeviceConfig) -> Option<Device> {
             if host.trim().is_empty() {
                 ck.bad(k("host"), "empty host; expected a host name or address");
             }
-            let port = ck.ranged(&k("port"), &dc.port, 502, 1..=65535);
+            let port = ck.ranged(&k("port"), dc.port, 502, 1..=65535);
             Some(Transport::Tcp {
                 host: host.clone(),
                 port,
@@ -197,10 +187,10 @@ fn device(ck: &mut Checker, key: &str, dc: &DeviceConfig) -> Option<Device> {
             }
             Some(Transport::Rtu(Line {
                 path: path.clone(),
-                baud: ck.ranged(&k("baud"), &dc.baud, 9600, 50..=4_000_000),
+                baud: ck.ranged(&k("baud"), dc.baud, 9600, 50..=4_000_000),
                 parity,
-                data_bits: ck.ranged(&k("data_bits"), &dc.data_bits, 8, 5..=8),
-                stop_bits: ck.ranged(&k("stop_bits"), &dc.stop_bits, 1, 1..=2),
+                data_bits: ck.ranged(&k("data_bits"), dc.data_bits, 8, 5..=8),
+                stop_bits: ck.ranged(&k("stop_bits"), dc.stop_bits, 1, 1..=2),
             }))
         }
         (Some(_), Some(_)) => {
@@ -220,22 +210,21 @@ fn device(ck: &mut Checker, key: &str, dc: &DeviceConfig) -> Option<Device> {
     } else {
         0..=255
     };
-    let unit_id = ck.ranged(&k("unit_id"), &dc.unit_id, 1, unit_range);
+    let unit_id = ck.ranged(&k("unit_id"), dc.unit_id, 1, unit_range);
     let poll_time = dc
         .poll_time_ms
-        .as_ref()
-        .map(|p| Duration::from_millis(ck.ranged(&k("poll_time_ms"), p, 1000, 100..=3_600_000)));
-    let timeout = Duration::from_millis(ck.ranged(&k("timeout_ms"), &dc.timeout_ms, 1000, 10..=60_000));
-    let retries = ck.ranged(&k("retries"), &dc.retries, 1, 0..=10);
+        .map(|p| Duration::from_millis(ck.ranged(&k("poll_time_ms"), p, 1000, POLL_TIME_RANGE_MS)));
+    let timeout = Duration::from_millis(ck.ranged(&k("timeout_ms"), dc.timeout_ms, 1000, 10..=60_000));
+    let retries = ck.ranged(&k("retries"), dc.retries, 1, 0..=10);
     let pause_between = ck.ranged(
         &k("pause_between_requests_ms"),
-        &dc.pause_between_requests_ms,
+        dc.pause_between_requests_ms,
         0,
         0..=10_000,
     );
-    let pause_after = ck.ranged(&k("pause_after_connect_ms"), &dc.pause_after_connect_ms, 0, 0..=60_000);
-    let max_gap = ck.ranged(&k("max_gap"), &dc.max_gap, 10, 0..=2000);
-    let max_regs = ck.ranged(&k("max_registers_per_read"), &dc.max_registers_per_read, 125, 1..=125);
+    let pause_after = ck.ranged(&k("pause_after_connect_ms"), dc.pause_after_connect_ms, 0, 0..=60_000);
+    let max_gap = ck.ranged(&k("max_gap"), dc.max_gap, 10, 0..=2000);
+    let max_regs = ck.ranged(&k("max_registers_per_read"), dc.max_registers_per_read, 125, 1..=125);
     let mut registers = Vec::new();
     let mut seen = HashSet::new();
     for (r, rc) in dc.registers.iter().enumerate() {
@@ -292,7 +281,7 @@ fn register(ck: &mut Checker, key: &str, device: &str, rc: &RegisterConfig, max_
             format!("{:?}: expected holding, input, coil or discrete", rc.kind),
         );
     }
-    let address = ck.get(&k("address"), &rc.address, 0);
+    let address = rc.address;
     let data_type = match &rc.data_type {
         None if kind.is_some_and(Kind::is_bits) => Some(DataType::Bool),
         None => Some(DataType::U16),
@@ -314,11 +303,9 @@ fn register(ck: &mut Checker, key: &str, device: &str, rc: &RegisterConfig, max_
             format!("{:?}: expected ABCD, CDAB, BADC or DCBA", rc.byte_order),
         );
     }
-    let bit = rc.bit.as_ref().map(|b| ck.ranged(&k("bit"), b, 0, 0..=15));
-    let length = rc.length.as_ref().map(|l| ck.ranged(&k("length"), l, 1, 1..=max_regs));
-    let scale = ck.get(&k("scale"), &rc.scale, 1.0);
-    let offset = ck.get(&k("offset"), &rc.offset, 0.0);
-    let writable = ck.get(&k("writable"), &rc.writable, false);
+    let bit = rc.bit.map(|b| ck.ranged(&k("bit"), b, 0, 0..=15));
+    let length = rc.length.map(|l| ck.ranged(&k("length"), l, 1, 1..=max_regs));
+    let (scale, offset, writable) = (rc.scale, rc.offset, rc.writable);
     if !scale.is_finite() || scale == 0.0 {
         ck.bad(k("scale"), format!("{scale}: expected a finite number other than 0"));
     }
@@ -445,7 +432,7 @@ mod tests {
         RegisterConfig {
             name: name.into(),
             kind: kind.into(),
-            address: address.into(),
+            address,
             ..RegisterConfig::default()
         }
     }
@@ -488,8 +475,8 @@ mod tests {
         let rtu = |name: &str, baud: u32, unit: u8| DeviceConfig {
             name: name.into(),
             path: Some("/dev/ttyS1".into()),
-            baud: baud.into(),
-            unit_id: unit.into(),
+            baud,
+            unit_id: unit,
             ..DeviceConfig::default()
         };
         let ok = ModbusConfig {

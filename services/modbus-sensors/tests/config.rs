@@ -29,7 +29,7 @@ data_type = "bool"
 bit = 16
 [[modbus.devices.registers]]
 name = "old_style"
-address = "40001"
+type = "counter"
 [[modbus.devices.registers]]
 name = "ro"
 kind = "input"
@@ -80,7 +80,10 @@ fn every_error_is_reported_at_once_with_file_and_key() {
         ("modbus.devices[0].registers[3].name", "duplicate"),
         ("modbus.devices[0].registers[4].address", "beyond 65535"),
         ("modbus.devices[0].registers[5].bit", "expected 0 to 15"),
-        ("modbus.devices[0].registers[6].address", "\"40001\""),
+        (
+            "modbus.devices[0].registers[6].type",
+            "expected temporal or incremental",
+        ),
         ("modbus.devices[0].registers[7].writable", "read-only"),
         ("modbus.devices[0].registers[8].scale", "not to a string"),
         ("modbus.devices[1].name", "not a valid device name"),
@@ -94,6 +97,25 @@ fn every_error_is_reported_at_once_with_file_and_key() {
         assert!(line.contains(&file), "{line}");
         assert!(line.contains(reason), "{key}: expected {reason:?} in {line}");
     }
+}
+
+/// A value of the wrong type is refused when the file is read: the checks need typed values,
+/// so it is reported alone, naming the file, the key, the value written and the type expected.
+#[test]
+fn a_wrong_type_is_reported_alone_with_file_key_and_value() {
+    let config = BAD.replace("type = \"counter\"", "address = \"40001\"");
+    assert_ne!(config, BAD);
+    let (code, err, file) = check(&config);
+    assert_eq!(code, Some(78), "{err}");
+    let key = "modbus.devices[0].registers[6].address";
+    let line = err
+        .lines()
+        .find(|l| l.contains(&format!("`{key}`")))
+        .unwrap_or_else(|| panic!("no line for {key} in:\n{err}"));
+    assert!(line.contains(&file), "{line}");
+    assert!(line.contains("\"40001\"") && line.contains("expected u16"), "{line}");
+    let errors = err.lines().filter(|l| l.contains("configuration error")).count();
+    assert_eq!(errors, 1, "{err}");
 }
 
 #[test]
