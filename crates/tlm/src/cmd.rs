@@ -2,6 +2,8 @@
 //!
 //! The request is a SenML pack `[{"n":"<Command>","vs":"<json>"}]` sent to
 //! `commands.<service>.req` as a NATS request; the reply's `vs` is printed as pretty JSON.
+//! Without a command, `tlm cmd <service>` asks `GetCommands` and prints what the service
+//! accepts, one command per line with its arguments below it.
 //! [`call`] is also used by `watch --service` and `services` to ask `GetMetrics`.
 
 use std::io::Write;
@@ -9,6 +11,7 @@ use std::time::Duration;
 
 use serde_json::{Map, Value};
 use tolomeo_proto::ServiceName;
+use tolomeo_proto::command::{ArgInfo, CommandInfo};
 use tolomeo_proto::senml;
 
 use crate::conn::ConnArgs;
@@ -20,8 +23,9 @@ use crate::text;
 pub(crate) struct Args {
     /// The service name, e.g. cpu-monitor.
     pub service: String,
-    /// The command name, e.g. Ping, GetStatus, GetMetrics, SetPollTime.
-    pub command: String,
+    /// The command name, e.g. Ping, GetStatus, GetMetrics, SetPollTime; without it, the list of
+    /// the commands the service accepts, with their arguments.
+    pub command: Option<String>,
     /// The arguments: a JSON object, e.g. '{"poll_time_ms":5000}' (default {}).
     pub json: Option<String>,
     /// How long to wait for the answer, e.g. 5s, 500ms.
@@ -131,7 +135,7 @@ pub(crate) fn show_duration(d: Duration) -> String {
 fn parse_args(args: &Args) -> Result<(ServiceName, Map<String, Value>), Failure> {
     let service =
         ServiceName::new(&args.service).map_err(|e| Failure::usage(format!("service name {:?}: {e}", args.service)))?;
-    if args.command.is_empty() {
+    if args.command.as_deref() == Some("") {
         return Err(Failure::usage("the command name is empty: expected e.g. Ping"));
     }
     let text = args.json.as_deref().unwrap_or("{}");
@@ -164,15 +168,68 @@ fn kind(v: &Value) -> &'static str {
 pub(crate) async fn run(conn: &ConnArgs, args: &Args) -> Outcome {
     let (service, map) = parse_args(args)?;
     let client = conn.connect().await?;
-    let result = call(&client, &service, &args.command, &map, args.timeout).await?;
+    let command = args.command.as_deref().unwrap_or("GetCommands");
+    let result = call(&client, &service, command, &map, args.timeout).await?;
     let value = Value::Object(result);
-    let text = match args.compact {
-        true => value.to_string(),
-        false => serde_json::to_string_pretty(&value).unwrap_or_else(|_| value.to_string()),
+    let text = match (args.compact, &args.command) {
+        (true, _) => value.to_string(),
+        (false, None) => list(&service, &value)?,
+        (false, Some(_)) => serde_json::to_string_pretty(&value).unwrap_or_else(|_| value.to_string()),
     };
     // A closed stdout (`| head`) is not an error worth reporting.
     let _ = writeln!(std::io::stdout().lock(), "{text}");
     Ok(())
+}
+
+/// The answer to `GetCommands`, for a person: each command with its description, and its
+/// arguments indented below it.
+fn list(service: &ServiceName, reply: &Value) -> Result<String, Failure> {
+    let commands: Vec<CommandInfo> = reply
+        .get("commands")
+        .cloned()
+        .ok_or_else(|| {
+            Failure::failed(format!(
+                "invalid reply from service {service}: no `commands` in the answer to GetCommands"
+            ))
+        })
+        .and_then(|v| {
+            serde_json::from_value(v)
+                .map_err(|e| Failure::failed(format!("invalid reply from service {service}: `commands`: {e}")))
+        })?;
+    let width = commands.iter().map(|c| c.name.len()).max().unwrap_or(0);
+    let mut out = format!("{service} accepts {} commands:\n", commands.len());
+    for c in &commands {
+        out.push_str(&format!("  {:<width$}  {}\n", c.name, c.description));
+        for a in &c.args {
+            out.push_str(&format!("  {:<width$}    {}\n", "", describe_arg(a)));
+        }
+    }
+    out.push_str(&format!(
+        "send one with: tlm cmd {service} <command> '<JSON object of arguments>'"
+    ));
+    Ok(out)
+}
+
+/// `poll_time_ms: integer, 100 to 3600000: the new poll period, in ms`.
+fn describe_arg(a: &ArgInfo) -> String {
+    let mut s = format!("{}: {}", a.name, a.kind.as_str());
+    if !a.required {
+        s.push_str(", optional");
+    }
+    match (&a.min, &a.max) {
+        (Some(min), Some(max)) => s.push_str(&format!(", {min} to {max}")),
+        (Some(min), None) => s.push_str(&format!(", at least {min}")),
+        (None, Some(max)) => s.push_str(&format!(", at most {max}")),
+        (None, None) => {}
+    }
+    if !a.choices.is_empty() {
+        let choices: Vec<String> = a.choices.iter().map(Value::to_string).collect();
+        s.push_str(&format!(", one of {}", choices.join(", ")));
+    }
+    if !a.description.is_empty() {
+        s.push_str(&format!(": {}", a.description));
+    }
+    s
 }
 
 #[cfg(test)]

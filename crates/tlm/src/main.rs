@@ -4,7 +4,8 @@
 //! cloud's Fleet Manager shows, without the cloud:
 //!
 //! - `tlm watch`: the latest value of every metric on `events.data` ([`watch`], drawn by [`table`]);
-//! - `tlm cmd <service> <Command> [json]`: one command on `commands.<service>.req` ([`cmd`]);
+//! - `tlm cmd <service> [<Command> [json]]`: one command on `commands.<service>.req`, or the list of
+//!   the service's commands ([`cmd`]);
 //! - `tlm services`: the services whose heartbeat is alive, with their metrics ([`services`]);
 //! - `tlm validate [FILE|-]`: checks a SenML pack against RFC 8428 and PROTOCOL.md ([`validate`],
 //!   with the protocol's rules per kind of pack in [`protocol`]).

@@ -141,3 +141,47 @@ async fn connection_credentials() {
     let run = tlm(&["-s", &url, "cmd", "nobody", "Ping"], b"").await;
     assert_eq!(run.code, Some(4), "{run:?}");
 }
+
+/// `tlm cmd <service>` without a command: what `GetCommands` answers, for a person, one
+/// command per line with its arguments below it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_a_command_it_lists_the_commands() {
+    let nats = NatsServer::start();
+    let url = nats.url();
+    let _svc = TestService::start(&url, "tst-svc", "SNCMD3").await;
+    let run = tlm(&["-s", &url, "cmd", "tst-svc"], b"").await;
+    assert_eq!(run.code, Some(0), "{run:?}");
+    let lines = run.lines();
+    assert_eq!(lines[0], "tst-svc accepts 7 commands:", "{}", run.stdout);
+    // The built-ins of PROTOCOL.md section 4, then the test plugin's two.
+    let names: Vec<&str> = lines[1..]
+        .iter()
+        .filter(|l| l.starts_with("  ") && !l.starts_with("    "))
+        .filter_map(|l| l.split_whitespace().next())
+        .collect();
+    assert_eq!(
+        names,
+        [
+            "Ping",
+            "GetStatus",
+            "GetMetrics",
+            "SetPollTime",
+            "GetCommands",
+            "Echo",
+            "Fail"
+        ]
+    );
+    let has = |text: &str| lines.iter().any(|l| l.trim() == text);
+    assert!(
+        has("poll_time_ms: integer, 100 to 3600000: the new poll period, in ms"),
+        "{}",
+        run.stdout
+    );
+    assert!(has("Echo         Answers with its arguments"), "{}", run.stdout);
+    assert!(has("times: integer, optional, 1 to 3: how often"), "{}", run.stdout);
+
+    // --compact: the answer itself, as JSON.
+    let run = tlm(&["-s", &url, "cmd", "tst-svc", "--compact"], b"").await;
+    let out: serde_json::Value = serde_json::from_str(&run.stdout).expect("JSON");
+    assert_eq!(out["commands"][5]["args"][1]["max"], 3, "{out}");
+}

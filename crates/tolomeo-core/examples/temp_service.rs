@@ -23,8 +23,8 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 use tolomeo_core::config::{PluginConfig, Problem};
 use tolomeo_core::{
-    BuildContext, Command, CommandContext, CommandError, CommandResult, ConfigError, Health, Metric, PluginError,
-    Reading, SensorPlugin, async_trait, cli, output,
+    ArgInfo, BuildContext, Command, CommandContext, CommandError, CommandResult, ConfigError, Health, Metric,
+    PluginError, Reading, SensorPlugin, async_trait, cli, output,
 };
 
 /// `[temp]` in the configuration file.
@@ -197,6 +197,13 @@ impl Command<TempPlugin> for TempUnitCmd {
     fn name(&self) -> &str {
         "TempUnitCmd"
     }
+    // What `GetCommands` lists, and `tlm cmd temp-example` shows.
+    fn description(&self) -> &str {
+        "Switches the temperature unit; the new metric set is announced at once"
+    }
+    fn args(&self) -> Vec<ArgInfo> {
+        vec![ArgInfo::string("unit", "C for Celsius, F for Fahrenheit").choices(["C", "F"])]
+    }
     async fn execute(&self, ctx: CommandContext<'_, TempPlugin>) -> CommandResult {
         let text: String = ctx.arg("unit")?;
         let unit = parse_unit(&text).ok_or_else(|| {
@@ -226,6 +233,16 @@ impl Command<TempPlugin> for Calibrate {
     fn name(&self) -> &str {
         "Calibrate"
     }
+    fn description(&self) -> &str {
+        "Lets the simulated sensor settle (a slow command)"
+    }
+    fn args(&self) -> Vec<ArgInfo> {
+        vec![
+            ArgInfo::number("seconds", "how long, in s (default 1)")
+                .range(0, 60)
+                .optional(),
+        ]
+    }
     async fn execute(&self, ctx: CommandContext<'_, TempPlugin>) -> CommandResult {
         let seconds: f64 = ctx.opt_arg("seconds")?.unwrap_or(1.0);
         if !(0.0..=60.0).contains(&seconds) {
@@ -246,6 +263,12 @@ struct SimulateFault;
 impl Command<TempPlugin> for SimulateFault {
     fn name(&self) -> &str {
         "SimulateFault"
+    }
+    fn description(&self) -> &str {
+        "Makes the simulated sensor misbehave, to see what the service does"
+    }
+    fn args(&self) -> Vec<ArgInfo> {
+        vec![ArgInfo::string("fault", "the fault to simulate").choices(["none", "unplugged", "nan", "undeclared"])]
     }
     async fn execute(&self, ctx: CommandContext<'_, TempPlugin>) -> CommandResult {
         let fault: Fault = ctx.arg("fault")?;

@@ -13,7 +13,7 @@ use async_trait::async_trait;
 use serde::de::DeserializeOwned;
 use serde_json::{Map, Value as Json};
 
-pub use tolomeo_proto::command::{CommandError, ErrorCode};
+pub use tolomeo_proto::command::{ArgInfo, ArgKind, CommandError, ErrorCode};
 
 use crate::handle::ServiceHandle;
 
@@ -25,13 +25,15 @@ pub type CommandResult = Result<CommandOutput, CommandError>;
 /// A command a service answers.
 ///
 /// ```
-/// use tolomeo_core::{Command, CommandContext, CommandResult, SensorPlugin, Metric};
+/// use tolomeo_core::{ArgInfo, Command, CommandContext, CommandResult, SensorPlugin, Metric};
 /// use tolomeo_core::async_trait;
 ///
 /// struct Echo;
 /// #[async_trait]
 /// impl<P: SensorPlugin> Command<P> for Echo {
 ///     fn name(&self) -> &str { "Echo" }
+///     fn description(&self) -> &str { "Answers with the text it was given" }
+///     fn args(&self) -> Vec<ArgInfo> { vec![ArgInfo::string("text", "what to answer with")] }
 ///     async fn execute(&self, ctx: CommandContext<'_, P>) -> CommandResult {
 ///         let text: String = ctx.arg("text")?;
 ///         Ok(tolomeo_core::output!({ "message": text }))
@@ -42,6 +44,14 @@ pub type CommandResult = Result<CommandOutput, CommandError>;
 pub trait Command<P>: Send + Sync {
     /// The name matched against a request record's `n` (e.g. `SetPollTime`).
     fn name(&self) -> &str;
+    /// What it does, in one line, for `GetCommands` and `tlm cmd <service>`.
+    fn description(&self) -> &str {
+        ""
+    }
+    /// Its arguments, for `GetCommands` (a control panel builds its form from them).
+    fn args(&self) -> Vec<ArgInfo> {
+        Vec::new()
+    }
     /// Run the command.
     async fn execute(&self, ctx: CommandContext<'_, P>) -> CommandResult;
 }

@@ -81,7 +81,7 @@ mod transport;
 use tolomeo_proto::{senml, wire};
 
 pub use async_trait::async_trait;
-pub use command::{Command, CommandContext, CommandError, CommandOutput, CommandResult, ErrorCode};
+pub use command::{ArgInfo, ArgKind, Command, CommandContext, CommandError, CommandOutput, CommandResult, ErrorCode};
 pub use config::{BuildContext, Config, ConfigError, PluginConfig, Problem};
 pub use handle::{ServiceHandle, Status};
 pub use metric::{DataType, Metric, MetricKind};

@@ -505,3 +505,62 @@ async fn starts_without_a_broker_and_delivers_when_it_appears() {
     assert_eq!(st["dropped_records"], 0, "{st}");
     assert_eq!(svc.terminate(Duration::from_secs(10)), Some(0), "{}", svc.log());
 }
+
+/// `GetCommands` (PROTOCOL.md section 4): every command, built-ins first, each with its
+/// arguments; the range it lists for `SetPollTime` is the contract's and the one enforced.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn get_commands_lists_every_command_with_its_arguments() {
+    let nats = NatsServer::start();
+    let (_svc, client) = start(&nats, "[service]\npoll_time_ms = 1000\ncommand_timeout_ms = 500\n").await;
+    let got = call(&client, SERVICE, "GetCommands", json!({})).await;
+    let commands = got["commands"].as_array().unwrap_or_else(|| panic!("{got}"));
+    let names: Vec<&str> = commands.iter().map(|c| c["name"].as_str().unwrap()).collect();
+    assert_eq!(
+        names,
+        [
+            "Ping",
+            "GetStatus",
+            "GetMetrics",
+            "SetPollTime",
+            "GetCommands",
+            "TempUnitCmd",
+            "Calibrate",
+            "SimulateFault"
+        ]
+    );
+    for c in commands {
+        assert!(!c["description"].as_str().unwrap().is_empty(), "{c}");
+        // Every command listed is one the service answers.
+        let name = c["name"].as_str().unwrap();
+        if name != "Calibrate" {
+            let r = call(&client, SERVICE, name, json!({})).await;
+            assert_ne!(r["error"]["code"], "unknown_command", "{name}: {r}");
+        }
+    }
+    let by_name = |n: &str| commands.iter().find(|c| c["name"] == n).unwrap().clone();
+    assert_eq!(by_name("Ping")["args"], json!([]));
+    // Section 4: `poll_time_ms` (100 to 3,600,000).
+    let arg = &by_name("SetPollTime")["args"][0];
+    assert_eq!(
+        (&arg["name"], &arg["type"], &arg["required"], &arg["min"], &arg["max"]),
+        (
+            &json!("poll_time_ms"),
+            &json!("integer"),
+            &json!(true),
+            &json!(100),
+            &json!(3_600_000)
+        ),
+        "{arg}"
+    );
+    for (ms, ok) in [(100, true), (3_600_000, true), (99, false), (3_600_001, false)] {
+        let r = call(&client, SERVICE, "SetPollTime", json!({ "poll_time_ms": ms })).await;
+        assert_eq!(r.get("error").is_none(), ok, "{ms}: {r}");
+    }
+    let unit = &by_name("TempUnitCmd")["args"][0];
+    assert_eq!(
+        (&unit["type"], &unit["choices"]),
+        (&json!("string"), &json!(["C", "F"]))
+    );
+    let seconds = &by_name("Calibrate")["args"][0];
+    assert_eq!(seconds["required"], false, "{seconds}");
+}

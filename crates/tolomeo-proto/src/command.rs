@@ -1,9 +1,11 @@
 //! Command requests and error responses (PROTOCOL.md section 4): the request size limit,
-//! the error codes, and the parsing of a request pack into calls. A service's router and
+//! the error codes, the parsing of a request pack into calls, and the command list that the
+//! built-in `GetCommands` answers with ([`CommandInfo`], [`ArgInfo`]). A service's router and
 //! `tlm cmd` both use them, so both read the contract the same way.
 
 use std::fmt;
 
+use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value as Json, json};
 
 use crate::senml;
@@ -101,6 +103,135 @@ impl CommandError {
             json!({"code": self.code.as_str(), "message": self.message}),
         );
         map
+    }
+}
+
+/// One command as `GetCommands` lists it (PROTOCOL.md section 4).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CommandInfo {
+    /// The name to put in a request record's `n`.
+    pub name: String,
+    /// What it does, in one line.
+    #[serde(default)]
+    pub description: String,
+    /// Its arguments, the members of the `vs` object.
+    #[serde(default)]
+    pub args: Vec<ArgInfo>,
+}
+
+/// The JSON type of an argument, named as JSON Schema names them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ArgKind {
+    /// A number without a fraction.
+    Integer,
+    /// Any number.
+    Number,
+    /// A string.
+    String,
+    /// `true` or `false`.
+    Boolean,
+    /// A JSON object.
+    Object,
+    /// A JSON array.
+    Array,
+    /// Any JSON value: its type depends on the other arguments (say, the register written).
+    Any,
+}
+
+impl ArgKind {
+    /// The name used on the wire (`integer`, `number`...).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ArgKind::Integer => "integer",
+            ArgKind::Number => "number",
+            ArgKind::String => "string",
+            ArgKind::Boolean => "boolean",
+            ArgKind::Object => "object",
+            ArgKind::Array => "array",
+            ArgKind::Any => "any",
+        }
+    }
+}
+
+/// One argument of a command: name, JSON type, whether it is required, and its range or
+/// choices when it has them.
+///
+/// ```
+/// use tolomeo_proto::command::ArgInfo;
+/// let a = ArgInfo::integer("poll_time_ms", "the new poll period, in ms").range(100, 3_600_000);
+/// assert_eq!(
+///     serde_json::to_string(&a).unwrap(),
+///     r#"{"name":"poll_time_ms","type":"integer","required":true,"description":"the new poll period, in ms","min":100,"max":3600000}"#
+/// );
+/// ```
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ArgInfo {
+    /// The member's name in the `vs` object.
+    pub name: String,
+    /// Its JSON type.
+    #[serde(rename = "type")]
+    pub kind: ArgKind,
+    /// False when it may be left out.
+    pub required: bool,
+    /// What it means, with its unit.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub description: String,
+    /// The smallest value accepted (numbers), a JSON number.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub min: Option<Json>,
+    /// The largest value accepted (numbers), a JSON number.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max: Option<Json>,
+    /// The only values accepted, when there is a fixed set.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub choices: Vec<Json>,
+}
+
+impl ArgInfo {
+    /// A required argument of type `kind`.
+    pub fn new(name: impl Into<String>, kind: ArgKind, description: impl Into<String>) -> Self {
+        ArgInfo {
+            name: name.into(),
+            kind,
+            required: true,
+            description: description.into(),
+            min: None,
+            max: None,
+            choices: Vec::new(),
+        }
+    }
+    /// A required integer.
+    pub fn integer(name: impl Into<String>, description: impl Into<String>) -> Self {
+        Self::new(name, ArgKind::Integer, description)
+    }
+    /// A required number.
+    pub fn number(name: impl Into<String>, description: impl Into<String>) -> Self {
+        Self::new(name, ArgKind::Number, description)
+    }
+    /// A required string.
+    pub fn string(name: impl Into<String>, description: impl Into<String>) -> Self {
+        Self::new(name, ArgKind::String, description)
+    }
+    /// A required boolean.
+    pub fn boolean(name: impl Into<String>, description: impl Into<String>) -> Self {
+        Self::new(name, ArgKind::Boolean, description)
+    }
+    /// May be left out.
+    pub fn optional(mut self) -> Self {
+        self.required = false;
+        self
+    }
+    /// Accepted from `min` to `max`, both included.
+    pub fn range(mut self, min: impl Into<Json>, max: impl Into<Json>) -> Self {
+        self.min = Some(min.into());
+        self.max = Some(max.into());
+        self
+    }
+    /// Only these values are accepted.
+    pub fn choices<T: Into<Json>>(mut self, choices: impl IntoIterator<Item = T>) -> Self {
+        self.choices = choices.into_iter().map(Into::into).collect();
+        self
     }
 }
 

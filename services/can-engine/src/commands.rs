@@ -3,7 +3,7 @@
 use std::time::Duration;
 
 use tokio::sync::oneshot;
-use tolomeo_core::{Command, CommandContext, CommandError, CommandResult, ErrorCode, async_trait, output};
+use tolomeo_core::{ArgInfo, Command, CommandContext, CommandError, CommandResult, ErrorCode, async_trait, output};
 
 use crate::config::Mode;
 use crate::engine::{CanEngine, PidRequest};
@@ -20,6 +20,9 @@ struct GetEngineState;
 impl Command<CanEngine> for GetEngineState {
     fn name(&self) -> &str {
         "GetEngineState"
+    }
+    fn description(&self) -> &str {
+        "The latest decoded values with their age, and the bus counters"
     }
     async fn execute(&self, ctx: CommandContext<'_, CanEngine>) -> CommandResult {
         let health = tolomeo_core::SensorPlugin::health(ctx.plugin.as_ref());
@@ -56,6 +59,18 @@ struct ReadPid;
 impl Command<CanEngine> for ReadPid {
     fn name(&self) -> &str {
         "ReadPid"
+    }
+    fn description(&self) -> &str {
+        "Sends one OBD-II mode 01 request and answers the decoded value (obd2 mode only)"
+    }
+    fn args(&self) -> Vec<ArgInfo> {
+        vec![
+            ArgInfo::integer(
+                "pid",
+                "the PID: 4 engine load, 5 coolant temperature, 12 engine speed, 13 vehicle speed",
+            )
+            .choices(Pid::ALL.map(Pid::code)),
+        ]
     }
     async fn execute(&self, ctx: CommandContext<'_, CanEngine>) -> CommandResult {
         if ctx.plugin.cfg.mode != Mode::Obd2 {

@@ -153,6 +153,9 @@ impl Command<CpuMonitor> for GetSnapshot {
     fn name(&self) -> &str {
         "GetSnapshot"
     }
+    fn description(&self) -> &str {
+        "Every enabled metric's value, read now"
+    }
     async fn execute(&self, ctx: CommandContext<'_, CpuMonitor>) -> CommandResult {
         let t = unix_now();
         let metrics = ctx.plugin.snapshot();

@@ -2,7 +2,9 @@
 
 use serde_json::{Value as Json, json};
 use tokio::sync::oneshot;
-use tolomeo_core::{Command, CommandContext, CommandError, CommandResult, Value, async_trait, output};
+use tolomeo_core::{
+    ArgInfo, ArgKind, Command, CommandContext, CommandError, CommandResult, Value, async_trait, output,
+};
 
 use crate::ModbusPlugin;
 use crate::bus::{Op, encode_value, value_of};
@@ -54,13 +56,33 @@ fn json_value(v: &Value) -> Json {
     }
 }
 
+/// The `device` and `register` arguments of `ReadRegister` and `WriteRegister`.
+fn register_args(devices: &[String]) -> Vec<ArgInfo> {
+    vec![
+        ArgInfo::string("device", "the device's name in [[modbus.devices]]").choices(devices.iter().cloned()),
+        ArgInfo::string(
+            "register",
+            "the register's name on that device (GetDevices lists the devices)",
+        ),
+    ]
+}
+
 /// `ReadRegister {"device","register"}`: a fresh read; the published value and the raw words.
-pub struct ReadRegister;
+pub struct ReadRegister {
+    /// The configured devices' names, offered as the choices of `device`.
+    pub devices: Vec<String>,
+}
 
 #[async_trait]
 impl Command<ModbusPlugin> for ReadRegister {
     fn name(&self) -> &str {
         "ReadRegister"
+    }
+    fn description(&self) -> &str {
+        "Reads one register now: its value as published and the raw words or bits"
+    }
+    fn args(&self) -> Vec<ArgInfo> {
+        register_args(&self.devices)
     }
     async fn execute(&self, ctx: CommandContext<'_, ModbusPlugin>) -> CommandResult {
         let (d, r, reg) = lookup(&ctx)?;
@@ -106,12 +128,27 @@ impl Command<ModbusPlugin> for ReadRegister {
 }
 
 /// `WriteRegister {"device","register","value"}`: write a `writable` register.
-pub struct WriteRegister;
+pub struct WriteRegister {
+    /// The configured devices' names, offered as the choices of `device`.
+    pub devices: Vec<String>,
+}
 
 #[async_trait]
 impl Command<ModbusPlugin> for WriteRegister {
     fn name(&self) -> &str {
         "WriteRegister"
+    }
+    fn description(&self) -> &str {
+        "Writes a value to a register configured with writable = true"
+    }
+    fn args(&self) -> Vec<ArgInfo> {
+        let mut args = register_args(&self.devices);
+        args.push(ArgInfo::new(
+            "value",
+            ArgKind::Any,
+            "in the register's unit (scale and offset are undone): a number, true/false for a coil or bit, a string for a string register",
+        ));
+        args
     }
     async fn execute(&self, ctx: CommandContext<'_, ModbusPlugin>) -> CommandResult {
         let (d, r, reg) = lookup(&ctx)?;
@@ -170,6 +207,9 @@ pub struct GetDevices;
 impl Command<ModbusPlugin> for GetDevices {
     fn name(&self) -> &str {
         "GetDevices"
+    }
+    fn description(&self) -> &str {
+        "Per device: connection, last success and error, counters and request plan"
     }
     async fn execute(&self, ctx: CommandContext<'_, ModbusPlugin>) -> CommandResult {
         let shared = &ctx.plugin.shared;

@@ -143,9 +143,12 @@ impl SensorPlugin for ModbusPlugin {
     }
 
     fn commands(&self) -> Vec<Box<dyn Command<Self>>> {
+        let devices: Vec<String> = self.shared.devices.iter().map(|d| d.name.clone()).collect();
         vec![
-            Box::new(commands::ReadRegister),
-            Box::new(commands::WriteRegister),
+            Box::new(commands::ReadRegister {
+                devices: devices.clone(),
+            }),
+            Box::new(commands::WriteRegister { devices }),
             Box::new(commands::GetDevices),
         ]
     }

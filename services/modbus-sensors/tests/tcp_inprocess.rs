@@ -190,3 +190,34 @@ async fn polling_follows_set_poll_time_and_metrics_are_announced() {
     assert_eq!(find("a:pi")["dataType"], 1); // NUMBER
     assert_eq!(find("a:coil1")["dataType"], 2); // BOOLEAN
 }
+
+/// `GetCommands`: the register commands offer the configured devices as the choices of
+/// `device`, and `value` takes any JSON type (a number, a boolean for a coil, a string).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn get_commands_offers_the_configured_devices() {
+    let nats = NatsServer::start();
+    let server = MemServer::start(store()).await;
+    let config = format!(
+        "{}{}",
+        device("boiler", server.addr.port()),
+        device("meter", server.addr.port())
+    );
+    let svc = start(&nats, &config).await;
+    let got = svc.call("GetCommands", json!({})).await;
+    let commands = got["commands"].as_array().unwrap_or_else(|| panic!("{got}"));
+    let find = |n: &str| {
+        commands
+            .iter()
+            .find(|c| c["name"] == n)
+            .cloned()
+            .unwrap_or_else(|| panic!("no {n} in {got}"))
+    };
+    for name in ["ReadRegister", "WriteRegister"] {
+        let args = find(name)["args"].clone();
+        assert_eq!(args[0]["name"], "device", "{args}");
+        assert_eq!(args[0]["choices"], json!(["boiler", "meter"]), "{args}");
+        assert_eq!(args[1]["name"], "register", "{args}");
+    }
+    assert_eq!(find("WriteRegister")["args"][2]["type"], "any");
+    assert_eq!(find("GetDevices")["args"], json!([]));
+}

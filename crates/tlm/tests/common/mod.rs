@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use tokio::io::AsyncWriteExt;
 use tokio_util::sync::CancellationToken;
 use tolomeo_core::{
-    Command, CommandContext, CommandError, CommandResult, DeviceSerial, Health, Metric, PluginError, Reading,
+    ArgInfo, Command, CommandContext, CommandError, CommandResult, DeviceSerial, Health, Metric, PluginError, Reading,
     SensorPlugin, Service, ServiceName, Settings, async_trait, output,
 };
 
@@ -59,6 +59,15 @@ struct Echo;
 impl Command<TestPlugin> for Echo {
     fn name(&self) -> &str {
         "Echo"
+    }
+    fn description(&self) -> &str {
+        "Answers with its arguments"
+    }
+    fn args(&self) -> Vec<ArgInfo> {
+        vec![
+            ArgInfo::string("text", "anything").optional(),
+            ArgInfo::integer("times", "how often").range(1, 3).optional(),
+        ]
     }
     async fn execute(&self, ctx: CommandContext<'_, TestPlugin>) -> CommandResult {
         let args: serde_json::Value = ctx.args_as()?;

@@ -1,15 +1,15 @@
 //! The command router on `commands.<service>.req` and the built-in commands every service
-//! answers (`Ping`, `GetStatus`, `GetMetrics`, `SetPollTime`). The `Command` trait, the
+//! answers (`Ping`, `GetStatus`, `GetMetrics`, `SetPollTime`, `GetCommands`). The `Command` trait, the
 //! contract's errors and request parsing are `crate::command`'s.
 
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use async_trait::async_trait;
 
-use tolomeo_proto::command::Call;
+use tolomeo_proto::command::{Call, CommandInfo};
 
-use crate::command::{Command, CommandContext, CommandError, CommandOutput, CommandResult, ErrorCode};
+use crate::command::{ArgInfo, Command, CommandContext, CommandError, CommandOutput, CommandResult, ErrorCode};
 use crate::config::POLL_TIME_RANGE_MS;
 use crate::handle::ServiceHandle;
 use crate::output;
@@ -24,11 +24,13 @@ pub(crate) struct Router<P> {
 impl<P: SensorPlugin> Router<P> {
     /// The built-ins followed by `extra`. A name declared twice is refused.
     pub(crate) fn new(extra: Vec<Box<dyn Command<P>>>, timeout: Duration) -> Result<Self, String> {
+        let catalog = Arc::new(OnceLock::new());
         let mut commands: Vec<Box<dyn Command<P>>> = vec![
             Box::new(Ping),
             Box::new(GetStatus),
             Box::new(GetMetrics),
             Box::new(SetPollTime),
+            Box::new(GetCommands(catalog.clone())),
         ];
         for c in extra {
             if commands.iter().any(|k| k.name() == c.name()) {
@@ -36,6 +38,16 @@ impl<P: SensorPlugin> Router<P> {
             }
             commands.push(c);
         }
+        let list: Vec<CommandInfo> = commands
+            .iter()
+            .map(|c| CommandInfo {
+                name: c.name().to_string(),
+                description: c.description().to_string(),
+                args: c.args(),
+            })
+            .collect();
+        let list = serde_json::to_value(list).map_err(|e| format!("cannot list the commands: {e}"))?;
+        let _ = catalog.set(list);
         Ok(Router { commands, timeout })
     }
 
@@ -86,6 +98,9 @@ impl<P: SensorPlugin> Command<P> for Ping {
     fn name(&self) -> &str {
         "Ping"
     }
+    fn description(&self) -> &str {
+        "Answers pong, with the service's name, version and uptime"
+    }
     async fn execute(&self, ctx: CommandContext<'_, P>) -> CommandResult {
         let s = ctx.service;
         Ok(output!({
@@ -103,6 +118,9 @@ struct GetStatus;
 impl<P: SensorPlugin> Command<P> for GetStatus {
     fn name(&self) -> &str {
         "GetStatus"
+    }
+    fn description(&self) -> &str {
+        "Health, poll period and delivery counters"
     }
     async fn execute(&self, ctx: CommandContext<'_, P>) -> CommandResult {
         let health = ctx.plugin.health();
@@ -127,6 +145,9 @@ impl<P: SensorPlugin> Command<P> for GetMetrics {
     fn name(&self) -> &str {
         "GetMetrics"
     }
+    fn description(&self) -> &str {
+        "The metrics this service publishes, as announced on events.params"
+    }
     async fn execute(&self, ctx: CommandContext<'_, P>) -> CommandResult {
         let metrics = serde_json::to_value(ctx.service.announcements())
             .map_err(|e| CommandError::failed(format!("cannot encode metrics: {e}")))?;
@@ -141,6 +162,15 @@ impl<P: SensorPlugin> Command<P> for SetPollTime {
     fn name(&self) -> &str {
         "SetPollTime"
     }
+    fn description(&self) -> &str {
+        "Changes the poll period until the service restarts"
+    }
+    fn args(&self) -> Vec<ArgInfo> {
+        vec![
+            ArgInfo::integer("poll_time_ms", "the new poll period, in ms")
+                .range(*POLL_TIME_RANGE_MS.start(), *POLL_TIME_RANGE_MS.end()),
+        ]
+    }
     async fn execute(&self, ctx: CommandContext<'_, P>) -> CommandResult {
         let ms: u64 = ctx.arg("poll_time_ms")?;
         if !POLL_TIME_RANGE_MS.contains(&ms) {
@@ -152,5 +182,22 @@ impl<P: SensorPlugin> Command<P> for SetPollTime {
         }
         ctx.service.set_poll_time(Duration::from_millis(ms));
         Ok(output!({ "message": format!("poll time set to {ms} ms"), "poll_time_ms": ms }))
+    }
+}
+
+/// `GetCommands`: every command this service accepts, with a description and its arguments
+/// (name, JSON type, required or not, range or choices), built-ins first.
+struct GetCommands(Arc<OnceLock<serde_json::Value>>);
+#[async_trait]
+impl<P: SensorPlugin> Command<P> for GetCommands {
+    fn name(&self) -> &str {
+        "GetCommands"
+    }
+    fn description(&self) -> &str {
+        "Lists the commands this service accepts, with their arguments"
+    }
+    async fn execute(&self, _ctx: CommandContext<'_, P>) -> CommandResult {
+        let commands = self.0.get().cloned().unwrap_or_default();
+        Ok(output!({ "commands": commands }))
     }
 }
