@@ -23,8 +23,13 @@ pub struct CanConfig {
     pub replay_loop: bool,
     /// "j1939": decode EEC1 broadcasts. "obd2": request PIDs on 0x7DF every poll period.
     pub mode: Mode,
-    /// J1939: only decode EEC1 from this source address (0 to 253); any address when absent.
+    /// J1939: only decode frames from this source address (0 to 253); any address when absent.
     pub source_address: Option<u8>,
+    /// J1939: common engine parameters to decode besides EEC1, by metric name (no DBC needed):
+    /// "engine:coolant_temp", "engine:oil_pressure", "engine:fuel_rate", "vehicle:speed",
+    /// "engine:accelerator_pedal", "engine:load", "engine:total_hours",
+    /// "electrical:battery_voltage", "ambient:air_temp"; or ["all"].
+    pub parameters: Vec<String>,
     /// A DBC file whose `signals` are decoded too.
     pub dbc: Option<PathBuf>,
     /// Signals of `dbc` to publish: "Signal" or "Message.Signal". Published as `<message>:<signal>`
@@ -54,6 +59,7 @@ impl Default for CanConfig {
             replay_loop: false,
             mode: Mode::J1939,
             source_address: None,
+            parameters: Vec::new(),
             dbc: None,
             signals: Vec::new(),
             dbc_group: None,

@@ -28,7 +28,15 @@ pub fn kernel_filters(cfg: &CanConfig, pipeline: &Pipeline) -> Vec<Filter> {
         }
     };
     match cfg.mode {
-        Mode::J1939 => out.push(ext(PGN_EEC1 << 8, cfg.source_address)),
+        Mode::J1939 => {
+            out.push(ext(PGN_EEC1 << 8, cfg.source_address));
+            for pgn in pipeline.parameter_groups() {
+                let f = ext(pgn << 8, cfg.source_address);
+                if !out.contains(&f) {
+                    out.push(f);
+                }
+            }
+        }
         Mode::Obd2 => out.push(Filter {
             id: 0x7E8,
             mask: 0x7F8 | CAN_EFF_FLAG | CAN_RTR_FLAG,
@@ -76,5 +84,24 @@ mod tests {
         };
         let f = kernel_filters(&cfg, &p);
         assert!(passes(&f[0], 0x0CF0_0417, true) && !passes(&f[0], 0x0CF0_0400, true));
+    }
+
+    /// The built-in parameters add their groups: EEC2 (PGN 61443 = 0xF003) once for its two
+    /// parameters, ET1 (65262 = 0xFEEE); nothing else gets through.
+    #[test]
+    fn parameters_add_their_groups() {
+        let cfg: CanConfig =
+            toml::from_str("parameters = [\"engine:load\", \"engine:accelerator_pedal\", \"engine:coolant_temp\"]")
+                .unwrap();
+        let p = Pipeline::new(&cfg, None, std::time::Duration::from_secs(1)).unwrap();
+        let f = kernel_filters(&cfg, &p);
+        assert_eq!(f.len(), 3, "{f:?}");
+        let any = |id: u32| f.iter().any(|x| passes(x, id, true));
+        // Priority 3 and 6, any source address.
+        assert!(any(0x0CF0_0300) && any(0x18F0_0321));
+        assert!(any(0x18FE_EE00) && any(0x18FE_EE31));
+        assert!(any(0x0CF0_0400));
+        // CCVS (0xFEF1) was not asked for.
+        assert!(!any(0x18FE_F100));
     }
 }

@@ -1,7 +1,8 @@
 //! The one decoder path: frames in, readings out. Synchronous and allocation-light, so that
 //! the same code runs behind SocketCAN, replays and the in-process bus, and can be measured.
 //!
-//! [`Pipeline::handle`] decodes a frame (J1939 EEC1, OBD-II replies, DBC signals), counts
+//! [`Pipeline::handle`] decodes a frame (J1939 EEC1 and the common engine parameters, OBD-II
+//! replies, DBC signals), counts
 //! what it cannot use, and feeds each value to its metric's [`Aggregator`],
 //! which emits one point per poll period (or every value with `aggregate = "none"`).
 
@@ -15,7 +16,7 @@ use crate::aggregate::Aggregator;
 use crate::config::{CanConfig, Mode};
 use crate::dbc::{Dbc, Message, Signal, metric_name};
 use crate::frame::{Frame, FrameKind};
-use crate::j1939::{PGN_EEC1, Spn, decode_eec1, split_id};
+use crate::j1939::{PARAMETERS, PGN_EEC1, Parameter, Spn, decode_eec1, split_id};
 use crate::obd2::{self, Pid, Reply};
 
 /// Counters of what the bus delivered and what could not be used.
@@ -66,6 +67,8 @@ struct DbcEntry {
 pub struct Pipeline {
     slots: Vec<Slot>,
     eec1: Option<[usize; 3]>,
+    /// The J1939-71 parameters configured, each with its slot.
+    parameters: Vec<(&'static Parameter, usize)>,
     source_address: Option<u8>,
     obd: HashMap<Pid, usize>,
     dbc: Vec<DbcEntry>,
@@ -85,6 +88,7 @@ impl Pipeline {
         let mut p = Pipeline {
             slots: Vec::new(),
             eec1: None,
+            parameters: Vec::new(),
             source_address: cfg.source_address,
             obd: HashMap::new(),
             dbc: Vec::new(),
@@ -118,8 +122,46 @@ impl Pipeline {
                 if let (Some(a), Some(b), Some(c)) = (rpm, tq, dem) {
                     p.eec1 = Some([a, b, c]);
                 }
+                let all = cfg.parameters.iter().any(|n| n == "all");
+                for (i, name) in cfg.parameters.iter().enumerate() {
+                    let key = format!("parameters[{i}]");
+                    if name == "all" {
+                        continue;
+                    }
+                    match Parameter::by_metric(name) {
+                        Some(_) if all => {}
+                        Some(param) => {
+                            if let Some(slot) = add(&mut p, &mut problems, name.clone(), param.unit, &key) {
+                                p.parameters.push((param, slot));
+                            }
+                        }
+                        None => {
+                            let known: Vec<&str> = PARAMETERS.iter().map(|x| x.metric).collect();
+                            problems.push(Problem::new(
+                                key,
+                                format!(
+                                    "no built-in parameter {name:?}; expected one of {} or \"all\"",
+                                    known.join(", ")
+                                ),
+                            ));
+                        }
+                    }
+                }
+                if all {
+                    for param in &PARAMETERS {
+                        if let Some(slot) = add(&mut p, &mut problems, param.metric.into(), param.unit, "parameters") {
+                            p.parameters.push((param, slot));
+                        }
+                    }
+                }
             }
             Mode::Obd2 => {
+                if !cfg.parameters.is_empty() {
+                    problems.push(Problem::new(
+                        "parameters",
+                        "the built-in J1939 parameters are decoded with mode = \"j1939\"; remove them or change the mode",
+                    ));
+                }
                 let mut pids = vec![Pid::Rpm];
                 pids.extend(cfg.obd2.pids.iter().filter_map(|c| Pid::from_code(*c)));
                 for pid in pids {
@@ -181,12 +223,18 @@ impl Pipeline {
     /// The metrics to declare: decoded values, their statistics, the bus counters.
     pub fn metrics(&self) -> Vec<Metric> {
         let mut out = Vec::new();
-        for s in &self.slots {
+        for (i, s) in self.slots.iter().enumerate() {
             let m = |name: String| {
                 let m = Metric::number(name);
                 if s.unit.is_empty() { m } else { m.unit(s.unit.clone()) }
             };
-            out.push(m(s.name.clone()));
+            // A built-in J1939 parameter says what it is: "Engine coolant temperature (SPN 110)".
+            match self.parameters.iter().find(|(_, slot)| *slot == i) {
+                Some((param, _)) => {
+                    out.push(m(s.name.clone()).display_name(format!("{} (SPN {})", param.label, param.spn)))
+                }
+                None => out.push(m(s.name.clone())),
+            }
             for suffix in s.agg.stat_suffixes() {
                 out.push(m(format!("{}:{suffix}", s.name)));
             }
@@ -207,6 +255,14 @@ impl Pipeline {
             );
         }
         out
+    }
+
+    /// The parameter groups of the built-in J1939 parameters configured, each once.
+    pub fn parameter_groups(&self) -> Vec<u32> {
+        let mut pgns: Vec<u32> = self.parameters.iter().map(|(p, _)| p.pgn).collect();
+        pgns.sort_unstable();
+        pgns.dedup();
+        pgns
     }
 
     /// Identifiers of the DBC messages decoded, and whether they are extended.
@@ -262,18 +318,32 @@ impl Pipeline {
         let mut short = false;
         let mut obd_value = None;
         if frame.extended {
-            if let Some([rpm, tq, dem]) = self.eec1 {
-                let id = split_id(frame.id);
-                if id.pgn == PGN_EEC1 && self.source_address.is_none_or(|a| a == id.source) {
-                    used = true;
-                    match decode_eec1(data) {
-                        None => short = true,
-                        Some(e) => {
-                            for (slot, spn) in [(rpm, e.rpm), (tq, e.torque_pct), (dem, e.demand_torque_pct)] {
-                                match spn {
-                                    Spn::Value(v) => self.record(slot, t, v, now, out),
-                                    Spn::NotAvailable => self.counters.not_available += 1,
-                                }
+            let id = split_id(frame.id);
+            let from_source = self.source_address.is_none_or(|a| a == id.source);
+            for k in 0..self.parameters.len() {
+                let (param, slot) = self.parameters[k];
+                if param.pgn != id.pgn || !from_source {
+                    continue;
+                }
+                used = true;
+                match param.decode(data) {
+                    None => short = true,
+                    Some(Spn::Value(v)) => self.record(slot, t, v, now, out),
+                    Some(Spn::NotAvailable) => self.counters.not_available += 1,
+                }
+            }
+            if let Some([rpm, tq, dem]) = self.eec1
+                && id.pgn == PGN_EEC1
+                && from_source
+            {
+                used = true;
+                match decode_eec1(data) {
+                    None => short = true,
+                    Some(e) => {
+                        for (slot, spn) in [(rpm, e.rpm), (tq, e.torque_pct), (dem, e.demand_torque_pct)] {
+                            match spn {
+                                Spn::Value(v) => self.record(slot, t, v, now, out),
+                                Spn::NotAvailable => self.counters.not_available += 1,
                             }
                         }
                     }
@@ -421,5 +491,83 @@ mod tests {
             }
             assert_eq!(p.counters.frames + p.counters.errors, 20_000);
         }
+    }
+
+    /// The built-in parameters through the whole pipeline, every frame published as it came
+    /// (`aggregate = "none"`): values by J1939-71's scaling written out, frames from another
+    /// source address ignored, not-available values counted and never published.
+    #[test]
+    fn built_in_parameters_end_to_end() {
+        let cfg: CanConfig =
+            toml::from_str("parameters = [\"all\"]\nsource_address = 0\naggregate = \"none\"").unwrap();
+        let mut p = Pipeline::new(&cfg, None, Duration::from_secs(1)).unwrap();
+        let names: Vec<&str> = p.slots().iter().map(|s| s.name.as_str()).collect();
+        assert_eq!(names.len(), 3 + 9, "{names:?}");
+        let now = Instant::now();
+        let mut out = Vec::new();
+        let frames: [(u32, [u8; 8]); 7] = [
+            // ET1 from address 0: 0x7B - 40 = 83 degC.
+            (0x18FE_EE00, [0x7B, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF]),
+            // CCVS: 0x5800 / 256 = 88 km/h.
+            (0x18FE_F100, [0xFF, 0x00, 0x58, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF]),
+            // EEC2: pedal 0x7D x 0.4 = 50 %, load 0xFF not available.
+            (0x0CF0_0300, [0xFF, 0x7D, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF]),
+            // VEP1: 0x0118 = 280, x 0.05 = 14 V.
+            (0x18FE_F700, [0xFF, 0xFF, 0xFF, 0xFF, 0x18, 0x01, 0xFF, 0xFF]),
+            // ET1 from address 0x31: not the configured source.
+            (0x18FE_EE31, [0x10, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF]),
+            // LFE: 0x0000 = 0 l/h (zero is a value, not "not available").
+            (0x18FE_F200, [0x00, 0x00, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF]),
+            // AMB: 0x2560 = 9568, x 0.03125 - 273 = 26 degC.
+            (0x18FE_F500, [0xFF, 0xFF, 0xFF, 0x60, 0x25, 0xFF, 0xFF, 0xFF]),
+        ];
+        for (i, (id, data)) in frames.iter().enumerate() {
+            p.handle(
+                &Frame::new(i as i64 * 1000, *id, true, FrameKind::Data, data),
+                now,
+                &mut out,
+            );
+        }
+        // A VEP1 frame too short for bytes 5-6.
+        p.handle(
+            &Frame::new(9000, 0x18FE_F700, true, FrameKind::Data, &[0xFF; 4]),
+            now,
+            &mut out,
+        );
+        let got: Vec<(String, f64)> = out
+            .iter()
+            .flat_map(|r| r.values().iter())
+            .map(|(n, v)| match v {
+                tolomeo_core::Value::Number(x) => (n.clone(), *x),
+                other => panic!("{n}: {other:?}"),
+            })
+            .collect();
+        let want = [
+            ("engine:coolant_temp", 83.0),
+            ("vehicle:speed", 88.0),
+            ("engine:accelerator_pedal", 50.0),
+            ("electrical:battery_voltage", 14.0),
+            ("engine:fuel_rate", 0.0),
+            ("ambient:air_temp", 26.0),
+        ];
+        let want: Vec<(String, f64)> = want.iter().map(|(n, v)| (n.to_string(), *v)).collect();
+        assert_eq!(got, want);
+        assert_eq!(p.counters.not_available, 1, "EEC2's load");
+        assert_eq!(p.counters.ignored, 1, "the frame from 0x31");
+        assert_eq!((p.counters.short_frames, p.counters.decode_errors), (1, 1));
+    }
+
+    #[test]
+    fn unknown_parameters_and_the_wrong_mode_are_refused_by_key() {
+        let cfg: CanConfig = toml::from_str("parameters = [\"engine:coolant_temp\", \"engine:oil_temp\"]").unwrap();
+        let problems = Pipeline::new(&cfg, None, Duration::from_secs(1)).err().unwrap();
+        assert_eq!(problems.len(), 1, "{problems:?}");
+        assert_eq!(problems[0].key, "parameters[1]");
+        assert!(
+            problems[0].message.contains("\"engine:oil_temp\"") && problems[0].message.contains("engine:fuel_rate")
+        );
+        let cfg: CanConfig = toml::from_str("mode = \"obd2\"\nparameters = [\"all\"]").unwrap();
+        let problems = Pipeline::new(&cfg, None, Duration::from_secs(1)).err().unwrap();
+        assert_eq!(problems[0].key, "parameters", "{problems:?}");
     }
 }

@@ -60,6 +60,18 @@ fn close(a: f64, b: f64) -> bool {
     (a - b).abs() <= 1e-9 * a.abs().max(b.abs()).max(1.0)
 }
 
+/// Every metric of `want` was published with the same times and values, to rounding.
+fn same_as_cantools(got: &BTreeMap<String, Vec<(f64, f64)>>, want: &BTreeMap<String, Vec<(f64, f64)>>) {
+    for (name, expected) in want {
+        let actual = got.get(name).unwrap_or_else(|| panic!("{name} was not published"));
+        assert_eq!(actual.len(), expected.len(), "{name}: number of values");
+        for ((ta, va), (te, ve)) in actual.iter().zip(expected) {
+            assert!((ta - te).abs() < 1e-6, "{name}: t {ta} vs {te}");
+            assert!(close(*va, *ve), "{name} at {te}: {va} vs cantools {ve}");
+        }
+    }
+}
+
 #[tokio::test]
 async fn dbc_signals_match_cantools() {
     let dir = tolomeo_testkit::temp_dir();
@@ -96,14 +108,7 @@ async fn dbc_signals_match_cantools() {
             want.entry("engine:rpm".into()).or_default().push((t, v));
         }
     }
-    for (name, expected) in &want {
-        let actual = got.get(name).unwrap_or_else(|| panic!("{name} was not published"));
-        assert_eq!(actual.len(), expected.len(), "{name}: number of values");
-        for ((ta, va), (te, ve)) in actual.iter().zip(expected) {
-            assert!((ta - te).abs() < 1e-6, "{name}: t {ta} vs {te}");
-            assert!(close(*va, *ve), "{name} at {te}: {va} vs cantools {ve}");
-        }
-    }
+    same_as_cantools(&got, &want);
     let c = &reference["counts"];
     let n = |k: &str| c[k].as_u64().unwrap();
     assert_eq!(counters.malformed_lines, n("malformed_lines"));
@@ -229,4 +234,40 @@ async fn aggregation_of_the_demo_recording() {
         assert!(close(got["engine:rpm:min"][i].1, *min) && close(got["engine:rpm:max"][i].1, *max));
     }
     assert!(!got.contains_key("engine:torque_pct:max"));
+}
+
+/// The built-in J1939 parameters (`parameters = ["all"]`) against cantools: frames encoded from
+/// tests/fixtures/j1939_params.dbc (each parameter placed and scaled as SAE J1939-71 says) by
+/// tests/j1939_params.py, including the ends of each valid range; the same frames with the
+/// parameters' bytes not available or in error are never published, only counted.
+#[tokio::test]
+async fn built_in_parameters_match_cantools() {
+    let dir = tolomeo_testkit::temp_dir();
+    let log = dir.path().join("params.log");
+    let json = dir.path().join("params.json");
+    let status = std::process::Command::new(tolomeo_testkit::python())
+        .arg(manifest().join("tests/j1939_params.py"))
+        .arg(manifest().join("tests/fixtures/j1939_params.dbc"))
+        .args([&log, &json])
+        .status()
+        .expect("the test environment's python3 runs");
+    assert!(status.success(), "j1939_params.py failed (its error is above)");
+    let reference: serde_json::Value = serde_json::from_slice(&std::fs::read(&json).unwrap()).unwrap();
+
+    let cfg: CanConfig = toml::from_str("parameters = [\"all\"]\naggregate = \"none\"").unwrap();
+    let (readings, counters) = run_log(&cfg, &log).await;
+    let got = series(&readings);
+    let mut want: BTreeMap<String, Vec<(f64, f64)>> = BTreeMap::new();
+    for e in reference["expected"].as_array().unwrap() {
+        let (t, v) = (e["t"].as_f64().unwrap(), e["value"].as_f64().unwrap());
+        want.entry(e["metric"].as_str().unwrap().to_string())
+            .or_default()
+            .push((t, v));
+    }
+    assert_eq!(want.len(), 9);
+    same_as_cantools(&got, &want);
+    let c = &reference["counts"];
+    assert_eq!(counters.not_available, c["not_available"].as_u64().unwrap());
+    assert_eq!(counters.frames, c["frames"].as_u64().unwrap());
+    assert_eq!((counters.decode_errors, counters.ignored), (0, 0));
 }
