@@ -5,6 +5,7 @@ pub use crate::frame::Filter;
 use crate::frame::{CAN_EFF_FLAG, CAN_RTR_FLAG};
 use crate::j1939::PGN_EEC1;
 use crate::pipeline::Pipeline;
+use crate::tp::{PGN_TP_CM, PGN_TP_DT};
 
 /// Mask bits of the PGN of a 29-bit identifier (EDP, DP, PF, PS).
 const PGN_MASK_PDU2: u32 = 0x03FF_FF00;
@@ -41,6 +42,12 @@ pub fn kernel_filters(cfg: &CanConfig, pipeline: &Pipeline) -> Vec<Filter> {
             id: 0x7E8,
             mask: 0x7F8 | CAN_EFF_FLAG | CAN_RTR_FLAG,
         }),
+    }
+    if pipeline.reads_tp() {
+        // Every TP.CM and TP.DT, to any destination: a session between two other nodes counts.
+        for pgn in [PGN_TP_CM, PGN_TP_DT] {
+            out.push(ext(pgn << 8, cfg.source_address));
+        }
     }
     for (id, extended) in pipeline.dbc_ids() {
         let f = if extended {
@@ -103,5 +110,26 @@ mod tests {
         assert!(any(0x0CF0_0400));
         // CCVS (0xFEF1) was not asked for.
         assert!(!any(0x18FE_F100));
+    }
+
+    /// A DBC message over 8 bytes needs the transport protocol: TP.CM (PGN 0xEC00) and TP.DT
+    /// (0xEB00) to any destination, besides the message's own PGN.
+    #[test]
+    fn long_dbc_messages_let_the_transport_protocol_through() {
+        let dbc = crate::dbc::Dbc::parse("BO_ 2566852608 LONG: 20 E\n SG_ S : 144|16@1+ (1,0) [0|0] \"\" X\n").unwrap();
+        let cfg: CanConfig = toml::from_str("signals = [\"S\"]").unwrap();
+        let p = Pipeline::new(&cfg, Some(&dbc), std::time::Duration::from_secs(1)).unwrap();
+        assert!(p.reads_tp());
+        let f = kernel_filters(&cfg, &p);
+        let any = |id: u32| f.iter().any(|x| passes(x, id, true));
+        // BAM from 0x00, RTS to 0x17, CTS from 0x17, and the data packets.
+        assert!(any(0x1CEC_FF00) && any(0x1CEC_1700) && any(0x1CEC_0017));
+        assert!(any(0x1CEB_FF00) && any(0x1CEB_1703));
+        assert!(any(0x18FF_1000));
+        // An 8-byte message does not.
+        let dbc = crate::dbc::Dbc::parse("BO_ 2566852608 SHORT: 8 E\n SG_ S : 0|16@1+ (1,0) [0|0] \"\" X\n").unwrap();
+        let p = Pipeline::new(&cfg, Some(&dbc), std::time::Duration::from_secs(1)).unwrap();
+        assert!(!p.reads_tp());
+        assert!(!kernel_filters(&cfg, &p).iter().any(|x| passes(x, 0x1CEC_FF00, true)));
     }
 }

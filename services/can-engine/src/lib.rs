@@ -37,6 +37,7 @@ pub mod pipeline;
 pub mod replay;
 #[cfg(target_os = "linux")]
 pub mod socketcan_source;
+pub mod tp;
 
 pub use config::CanConfig;
 pub use engine::CanEngine;

@@ -18,6 +18,7 @@ use crate::dbc::{Dbc, Message, Signal, metric_name};
 use crate::frame::{Frame, FrameKind};
 use crate::j1939::{PARAMETERS, PGN_EEC1, Parameter, Spn, decode_eec1, split_id};
 use crate::obd2::{self, Pid, Reply};
+use crate::tp::{Reassembler, TpCounters};
 
 /// Counters of what the bus delivered and what could not be used.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
@@ -42,6 +43,8 @@ pub struct Counters {
     pub ignored: u64,
     /// OBD-II requests without a reply within the timeout, `obd:timeouts`.
     pub obd_timeouts: u64,
+    /// J1939 transport protocol: messages reassembled, and sessions or packets dropped by why.
+    pub tp: TpCounters,
 }
 
 /// A metric the pipeline publishes.
@@ -72,6 +75,8 @@ pub struct Pipeline {
     source_address: Option<u8>,
     obd: HashMap<Pid, usize>,
     dbc: Vec<DbcEntry>,
+    /// J1939 multi-packet messages, when a decoder wants one (a DBC message over 8 bytes).
+    tp: Option<Reassembler>,
     /// The counters.
     pub counters: Counters,
     /// When the last frame arrived.
@@ -92,6 +97,7 @@ impl Pipeline {
             source_address: cfg.source_address,
             obd: HashMap::new(),
             dbc: Vec::new(),
+            tp: None,
             counters: Counters::default(),
             last_frame: None,
             obd_timeouts_metric: cfg.mode == Mode::Obd2,
@@ -208,6 +214,9 @@ impl Pipeline {
                 entry.signals.push((sig.clone(), slot));
             }
         }
+        if p.dbc.iter().any(|e| e.message.extended && e.message.dlc > 8) {
+            p.tp = Some(Reassembler::default());
+        }
         for name in cfg.metrics.keys() {
             if !p.slots.iter().any(|s| &s.name == name) {
                 let known: Vec<&str> = p.slots.iter().map(|s| s.name.as_str()).collect();
@@ -265,6 +274,11 @@ impl Pipeline {
         pgns
     }
 
+    /// Whether J1939 transport protocol frames are read (a DBC message is longer than 8 bytes).
+    pub fn reads_tp(&self) -> bool {
+        self.tp.is_some()
+    }
+
     /// Identifiers of the DBC messages decoded, and whether they are extended.
     pub fn dbc_ids(&self) -> Vec<(u32, bool)> {
         self.dbc.iter().map(|e| (e.message.id, e.message.extended)).collect()
@@ -320,6 +334,25 @@ impl Pipeline {
         if frame.extended {
             let id = split_id(frame.id);
             let from_source = self.source_address.is_none_or(|a| a == id.source);
+            if let Some(tp) = &mut self.tp
+                && Reassembler::is_tp(id.pgn)
+                && from_source
+            {
+                used = true;
+                let message = tp.handle(id, data, frame.time_us);
+                self.counters.tp = tp.counters;
+                if let Some(m) = message {
+                    // The identifier the message would have had as one frame.
+                    let ps = if (m.pgn >> 8) & 0xFF < 240 {
+                        u32::from(m.destination) << 8
+                    } else {
+                        0
+                    };
+                    let whole = (u32::from(m.priority) << 26) | (m.pgn << 8) | ps | u32::from(m.source);
+                    let (_, too_short) = self.decode_dbc(whole, true, &m.data, t, now, out);
+                    short |= too_short;
+                }
+            }
             for k in 0..self.parameters.len() {
                 let (param, slot) = self.parameters[k];
                 if param.pgn != id.pgn || !from_source {
@@ -362,9 +395,38 @@ impl Pipeline {
                 Reply::Malformed => self.counters.decode_errors += 1,
             }
         }
+        let (dbc_used, dbc_short) = self.decode_dbc(frame.id, frame.extended, data, t, now, out);
+        used |= dbc_used;
+        short |= dbc_short;
+        if short {
+            // Counted once per frame, however many decoders wanted it.
+            self.counters.decode_errors += 1;
+            self.counters.short_frames += 1;
+        }
+        if !used {
+            self.counters.ignored += 1;
+        }
+        if !self.none_values.is_empty() {
+            out.push(std::mem::replace(&mut self.none_values, Reading::at(0.0)));
+        }
+        obd_value
+    }
+
+    /// The DBC messages matching `id`: their signals decoded from `data`. Returns whether one
+    /// matched, and whether `data` was too short for one.
+    fn decode_dbc(
+        &mut self,
+        id: u32,
+        extended: bool,
+        data: &[u8],
+        t: f64,
+        now: Instant,
+        out: &mut Vec<Reading>,
+    ) -> (bool, bool) {
+        let (mut used, mut short) = (false, false);
         for i in 0..self.dbc.len() {
             let e = &self.dbc[i];
-            if !e.message.matches(frame.id, frame.extended) {
+            if !e.message.matches(id, extended) {
                 continue;
             }
             used = true;
@@ -380,18 +442,7 @@ impl Pipeline {
                 }
             }
         }
-        if short {
-            // Counted once per frame, however many decoders wanted it.
-            self.counters.decode_errors += 1;
-            self.counters.short_frames += 1;
-        }
-        if !used {
-            self.counters.ignored += 1;
-        }
-        if !self.none_values.is_empty() {
-            out.push(std::mem::replace(&mut self.none_values, Reading::at(0.0)));
-        }
-        obd_value
+        (used, short)
     }
 
     fn record(&mut self, slot: usize, t: f64, v: f64, now: Instant, out: &mut Vec<Reading>) {

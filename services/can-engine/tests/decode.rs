@@ -60,6 +60,18 @@ fn close(a: f64, b: f64) -> bool {
     (a - b).abs() <= 1e-9 * a.abs().max(b.abs()).max(1.0)
 }
 
+/// The fixture's `expected` list: metric -> [(t, value)] in order.
+fn expected(reference: &serde_json::Value) -> BTreeMap<String, Vec<(f64, f64)>> {
+    let mut want: BTreeMap<String, Vec<(f64, f64)>> = BTreeMap::new();
+    for e in reference["expected"].as_array().unwrap() {
+        let (t, v) = (e["t"].as_f64().unwrap(), e["value"].as_f64().unwrap());
+        want.entry(e["metric"].as_str().unwrap().to_string())
+            .or_default()
+            .push((t, v));
+    }
+    want
+}
+
 /// Every metric of `want` was published with the same times and values, to rounding.
 fn same_as_cantools(got: &BTreeMap<String, Vec<(f64, f64)>>, want: &BTreeMap<String, Vec<(f64, f64)>>) {
     for (name, expected) in want {
@@ -72,19 +84,27 @@ fn same_as_cantools(got: &BTreeMap<String, Vec<(f64, f64)>>, want: &BTreeMap<Str
     }
 }
 
-#[tokio::test]
-async fn dbc_signals_match_cantools() {
+/// Run a fixture script of tests/ (cantools) on `dbc`: it writes a candump log and the
+/// expected values as JSON. Returns the directory holding them (removed when dropped), the
+/// log and the JSON.
+fn fixture(script: &str, dbc: &Path) -> (tolomeo_testkit::tempfile::TempDir, PathBuf, serde_json::Value) {
     let dir = tolomeo_testkit::temp_dir();
     let log = dir.path().join("fixture.log");
     let json = dir.path().join("fixture.json");
-    let dbc = manifest().join("tests/fixtures/engine_test.dbc");
     let status = std::process::Command::new(tolomeo_testkit::python())
-        .arg(manifest().join("tests/encode_fixture.py"))
-        .args([&dbc, &log, &json])
+        .arg(manifest().join("tests").join(script))
+        .args([dbc, &log, &json])
         .status()
         .expect("the test environment's python3 runs");
-    assert!(status.success(), "encode_fixture.py failed (its error is above)");
-    let reference: serde_json::Value = serde_json::from_slice(&std::fs::read(&json).unwrap()).unwrap();
+    assert!(status.success(), "{script} failed (its error is above)");
+    let reference = serde_json::from_slice(&std::fs::read(&json).unwrap()).unwrap();
+    (dir, log, reference)
+}
+
+#[tokio::test]
+async fn dbc_signals_match_cantools() {
+    let dbc = manifest().join("tests/fixtures/engine_test.dbc");
+    let (_dir, log, reference) = fixture("encode_fixture.py", &dbc);
 
     let cfg: CanConfig = toml::from_str(&format!(
         r#"
@@ -242,32 +262,43 @@ async fn aggregation_of_the_demo_recording() {
 /// parameters' bytes not available or in error are never published, only counted.
 #[tokio::test]
 async fn built_in_parameters_match_cantools() {
-    let dir = tolomeo_testkit::temp_dir();
-    let log = dir.path().join("params.log");
-    let json = dir.path().join("params.json");
-    let status = std::process::Command::new(tolomeo_testkit::python())
-        .arg(manifest().join("tests/j1939_params.py"))
-        .arg(manifest().join("tests/fixtures/j1939_params.dbc"))
-        .args([&log, &json])
-        .status()
-        .expect("the test environment's python3 runs");
-    assert!(status.success(), "j1939_params.py failed (its error is above)");
-    let reference: serde_json::Value = serde_json::from_slice(&std::fs::read(&json).unwrap()).unwrap();
+    let (_dir, log, reference) = fixture("j1939_params.py", &manifest().join("tests/fixtures/j1939_params.dbc"));
 
     let cfg: CanConfig = toml::from_str("parameters = [\"all\"]\naggregate = \"none\"").unwrap();
     let (readings, counters) = run_log(&cfg, &log).await;
     let got = series(&readings);
-    let mut want: BTreeMap<String, Vec<(f64, f64)>> = BTreeMap::new();
-    for e in reference["expected"].as_array().unwrap() {
-        let (t, v) = (e["t"].as_f64().unwrap(), e["value"].as_f64().unwrap());
-        want.entry(e["metric"].as_str().unwrap().to_string())
-            .or_default()
-            .push((t, v));
-    }
+    let want = expected(&reference);
     assert_eq!(want.len(), 9);
     same_as_cantools(&got, &want);
     let c = &reference["counts"];
     assert_eq!(counters.not_available, c["not_available"].as_u64().unwrap());
     assert_eq!(counters.frames, c["frames"].as_u64().unwrap());
     assert_eq!((counters.decode_errors, counters.ignored), (0, 0));
+}
+
+/// A DBC message of 20 bytes, sent with the J1939 transport protocol (BAM at 50 ms and 1 ms
+/// between packets, RTS/CTS between two other nodes) by tests/tp_fixture.py, and decoded by
+/// cantools there: the same values at the time of the packet that completed each message.
+/// The broken sessions (a packet missing, an abort) publish nothing and are counted.
+#[tokio::test]
+async fn multi_packet_dbc_messages_match_cantools() {
+    let dbc = manifest().join("tests/fixtures/tp_test.dbc");
+    let (_dir, log, reference) = fixture("tp_fixture.py", &dbc);
+
+    let cfg: CanConfig = toml::from_str(&format!(
+        "dbc = {:?}\nsignals = [\"Counter\", \"Pressure\", \"Far\", \"Moto\", \"Last\"]\naggregate = \"none\"",
+        dbc.display().to_string()
+    ))
+    .unwrap();
+    let (readings, counters) = run_log(&cfg, &log).await;
+    let want = expected(&reference);
+    assert_eq!(want.len(), 5);
+    same_as_cantools(&series(&readings), &want);
+    let c = &reference["counts"];
+    let n = |k: &str| c[k].as_u64().unwrap();
+    assert_eq!(counters.tp.complete, n("complete"));
+    assert_eq!(counters.tp.out_of_order, n("out_of_order"));
+    assert_eq!(counters.tp.aborted, n("aborted"));
+    assert_eq!((counters.tp.timeouts, counters.tp.bad_announcements), (0, 0));
+    assert_eq!(counters.decode_errors, 0);
 }
