@@ -10,7 +10,7 @@ use crate::engine::{CanEngine, PidRequest};
 use crate::obd2::Pid;
 
 pub(crate) fn all() -> Vec<Box<dyn Command<CanEngine>>> {
-    vec![Box::new(GetEngineState), Box::new(ReadPid)]
+    vec![Box::new(GetEngineState), Box::new(ReadPid), Box::new(GetFaults)]
 }
 
 /// `GetEngineState`: the latest decoded values, how old each is, and the bus counters.
@@ -106,5 +106,41 @@ impl Command<CanEngine> for ReadPid {
                 format!("no reply to PID {code:#04x} (the CAN source is not being read)"),
             )),
         }
+    }
+}
+
+/// `GetFaults`: per DM1 source address, the lamps and the active DTCs with when each was first
+/// and last seen.
+struct GetFaults;
+
+#[async_trait]
+impl Command<CanEngine> for GetFaults {
+    fn name(&self) -> &str {
+        "GetFaults"
+    }
+    fn description(&self) -> &str {
+        "Active diagnostic trouble codes (J1939 DM1) per source address, with lamps and when each was first and last seen"
+    }
+    async fn execute(&self, ctx: CommandContext<'_, CanEngine>) -> CommandResult {
+        let p = ctx.plugin.pipeline.lock().unwrap_or_else(|e| e.into_inner());
+        if p.faults().is_empty() {
+            return Err(CommandError::forbidden(
+                "no DM1 is read: set `dm1_sources` in [can], e.g. [0] for engine #1",
+            ));
+        }
+        let mut sources = Vec::new();
+        let mut total = 0;
+        for (sa, f) in p.faults() {
+            total += f.active.len();
+            let mut entry = serde_json::to_value(f).unwrap_or_default();
+            if let Some(m) = entry.as_object_mut() {
+                m.insert("source_address".into(), serde_json::json!(sa));
+            }
+            sources.push(entry);
+        }
+        Ok(output!({
+            "message": format!("{total} active DTC(s) from {} source address(es)", sources.len()),
+            "sources": sources,
+        }))
     }
 }

@@ -30,6 +30,10 @@ pub struct CanConfig {
     /// "engine:accelerator_pedal", "engine:load", "engine:total_hours",
     /// "electrical:battery_voltage", "ambient:air_temp"; or ["all"].
     pub parameters: Vec<String>,
+    /// J1939: source addresses whose DM1 (active diagnostic trouble codes) is read, e.g. [0]
+    /// for engine #1: lamps and the number of active DTCs as metrics `ecu<sa>:...`, each DTC
+    /// that becomes active or is cleared as a string record `ecu<sa>:dtc`; `GetFaults` lists them.
+    pub dm1_sources: Vec<u8>,
     /// A DBC file whose `signals` are decoded too.
     pub dbc: Option<PathBuf>,
     /// Signals of `dbc` to publish: "Signal" or "Message.Signal". Published as `<message>:<signal>`
@@ -60,6 +64,7 @@ impl Default for CanConfig {
             mode: Mode::J1939,
             source_address: None,
             parameters: Vec::new(),
+            dm1_sources: Vec::new(),
             dbc: None,
             signals: Vec::new(),
             dbc_group: None,

@@ -1,6 +1,7 @@
 //! Kernel receive filters for SocketCAN: only the frames some decoder needs reach the process.
 
 use crate::config::{CanConfig, Mode};
+use crate::dm1::PGN_DM1;
 pub use crate::frame::Filter;
 use crate::frame::{CAN_EFF_FLAG, CAN_RTR_FLAG};
 use crate::j1939::PGN_EEC1;
@@ -43,10 +44,27 @@ pub fn kernel_filters(cfg: &CanConfig, pipeline: &Pipeline) -> Vec<Filter> {
             mask: 0x7F8 | CAN_EFF_FLAG | CAN_RTR_FLAG,
         }),
     }
+    let dm1: Vec<u8> = pipeline.faults().keys().copied().collect();
+    for &sa in &dm1 {
+        out.push(ext(PGN_DM1 << 8, Some(sa)));
+    }
     if pipeline.reads_tp() {
         // Every TP.CM and TP.DT, to any destination: a session between two other nodes counts.
-        for pgn in [PGN_TP_CM, PGN_TP_DT] {
-            out.push(ext(pgn << 8, cfg.source_address));
+        // From the senders read: `source_address` (any when unset) and the DM1 sources.
+        let mut senders: Vec<Option<u8>> = Vec::new();
+        if pipeline.reads_long_dbc() {
+            senders.push(cfg.source_address);
+        }
+        if !senders.contains(&None) {
+            senders.extend(dm1.iter().map(|&sa| Some(sa)));
+        }
+        for sa in senders {
+            for pgn in [PGN_TP_CM, PGN_TP_DT] {
+                let f = ext(pgn << 8, sa);
+                if !out.contains(&f) {
+                    out.push(f);
+                }
+            }
         }
     }
     for (id, extended) in pipeline.dbc_ids() {
@@ -131,5 +149,18 @@ mod tests {
         let p = Pipeline::new(&cfg, Some(&dbc), std::time::Duration::from_secs(1)).unwrap();
         assert!(!p.reads_tp());
         assert!(!kernel_filters(&cfg, &p).iter().any(|x| passes(x, 0x1CEC_FF00, true)));
+    }
+
+    /// DM1 sources: their DM1 (PGN 65226 = 0xFECA) and their transport protocol sessions, from
+    /// them only, besides EEC1 from any source.
+    #[test]
+    fn dm1_sources_let_their_dm1_and_sessions_through() {
+        let cfg: CanConfig = toml::from_str("dm1_sources = [0, 3]").unwrap();
+        let p = Pipeline::new(&cfg, None, std::time::Duration::from_secs(1)).unwrap();
+        let f = kernel_filters(&cfg, &p);
+        let any = |id: u32| f.iter().any(|x| passes(x, id, true));
+        assert!(any(0x18FE_CA00) && any(0x18FE_CA03) && !any(0x18FE_CA17));
+        assert!(any(0x1CEC_FF00) && any(0x1CEB_FF03) && !any(0x1CEC_FF17));
+        assert!(any(0x0CF0_0417));
     }
 }

@@ -27,6 +27,7 @@ pub mod candump;
 mod commands;
 pub mod config;
 pub mod dbc;
+pub mod dm1;
 mod engine;
 pub mod filters;
 pub mod frame;

@@ -6,7 +6,7 @@
 //! what it cannot use, and feeds each value to its metric's [`Aggregator`],
 //! which emits one point per poll period (or every value with `aggregate = "none"`).
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::time::{Duration, Instant};
 
 use tolomeo_core::config::Problem;
@@ -15,6 +15,7 @@ use tolomeo_core::{Metric, Reading};
 use crate::aggregate::Aggregator;
 use crate::config::{CanConfig, Mode};
 use crate::dbc::{Dbc, Message, Signal, metric_name};
+use crate::dm1::{self, Dm1, Dtc, Lamps, PGN_DM1};
 use crate::frame::{Frame, FrameKind};
 use crate::j1939::{PARAMETERS, PGN_EEC1, Parameter, Spn, decode_eec1, split_id};
 use crate::obd2::{self, Pid, Reply};
@@ -47,6 +48,29 @@ pub struct Counters {
     pub tp: TpCounters,
 }
 
+/// The DM1 state of one source address: what `GetFaults` answers.
+#[derive(Debug, Clone, Default, serde::Serialize)]
+pub struct Faults {
+    /// The lamps of the last DM1.
+    pub lamps: Lamps,
+    /// The DTCs active now, in the order they became active.
+    pub active: Vec<ActiveFault>,
+    /// When the last DM1 arrived (Unix seconds), none before the first.
+    pub last_dm1_t: Option<f64>,
+}
+
+/// A DTC active now, and since when.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct ActiveFault {
+    /// The DTC, as the last DM1 gave it (its occurrence count may grow).
+    #[serde(flatten)]
+    pub dtc: Dtc,
+    /// When a DM1 first listed it (Unix seconds).
+    pub first_seen: f64,
+    /// When a DM1 last listed it.
+    pub last_seen: f64,
+}
+
 /// A metric the pipeline publishes.
 #[derive(Debug)]
 pub struct Slot {
@@ -75,8 +99,10 @@ pub struct Pipeline {
     source_address: Option<u8>,
     obd: HashMap<Pid, usize>,
     dbc: Vec<DbcEntry>,
-    /// J1939 multi-packet messages, when a decoder wants one (a DBC message over 8 bytes).
+    /// J1939 multi-packet messages, when a decoder wants one (DM1, a DBC message over 8 bytes).
     tp: Option<Reassembler>,
+    /// DM1 state per source address read (`dm1_sources`).
+    faults: BTreeMap<u8, Faults>,
     /// The counters.
     pub counters: Counters,
     /// When the last frame arrived.
@@ -98,6 +124,7 @@ impl Pipeline {
             obd: HashMap::new(),
             dbc: Vec::new(),
             tp: None,
+            faults: BTreeMap::new(),
             counters: Counters::default(),
             last_frame: None,
             obd_timeouts_metric: cfg.mode == Mode::Obd2,
@@ -214,7 +241,21 @@ impl Pipeline {
                 entry.signals.push((sig.clone(), slot));
             }
         }
-        if p.dbc.iter().any(|e| e.message.extended && e.message.dlc > 8) {
+        for (i, &sa) in cfg.dm1_sources.iter().enumerate() {
+            if cfg.mode != Mode::J1939 {
+                problems.push(Problem::new("dm1_sources", "DM1 is read with mode = \"j1939\""));
+                break;
+            }
+            if sa > 253 {
+                problems.push(Problem::new(
+                    format!("dm1_sources[{i}]"),
+                    format!("{sa} is not a source address: expected 0 to 253"),
+                ));
+            } else {
+                p.faults.insert(sa, Faults::default());
+            }
+        }
+        if !p.faults.is_empty() || p.dbc.iter().any(|e| e.message.extended && e.message.dlc > 8) {
             p.tp = Some(Reassembler::default());
         }
         for name in cfg.metrics.keys() {
@@ -255,6 +296,29 @@ impl Pipeline {
         ] {
             out.push(Metric::number(name).unit("count").incremental().display_name(label));
         }
+        for sa in self.faults.keys() {
+            let g = format!("ecu{sa}");
+            out.push(
+                Metric::number(format!("{g}:active_dtcs"))
+                    .unit("count")
+                    .display_name(format!("Active DTCs (DM1) of source address {sa}")),
+            );
+            for (field, label) in [
+                ("mil", "malfunction indicator"),
+                ("red_stop", "red stop"),
+                ("amber_warning", "amber warning"),
+                ("protect", "protect"),
+            ] {
+                out.push(
+                    Metric::boolean(format!("{g}:{field}_lamp"))
+                        .display_name(format!("{label} lamp of source address {sa}")),
+                );
+            }
+            out.push(
+                Metric::string(format!("{g}:dtc"))
+                    .display_name(format!("DTC of source address {sa} that became active or was cleared")),
+            );
+        }
         if self.obd_timeouts_metric {
             out.push(
                 Metric::number("obd:timeouts")
@@ -274,7 +338,17 @@ impl Pipeline {
         pgns
     }
 
-    /// Whether J1939 transport protocol frames are read (a DBC message is longer than 8 bytes).
+    /// The DM1 state per source address read.
+    pub fn faults(&self) -> &BTreeMap<u8, Faults> {
+        &self.faults
+    }
+
+    /// Whether a DBC message is longer than 8 bytes (read through the transport protocol).
+    pub fn reads_long_dbc(&self) -> bool {
+        self.dbc.iter().any(|e| e.message.extended && e.message.dlc > 8)
+    }
+
+    /// Whether J1939 transport protocol frames are read (DM1, a DBC message over 8 bytes).
     pub fn reads_tp(&self) -> bool {
         self.tp.is_some()
     }
@@ -334,14 +408,21 @@ impl Pipeline {
         if frame.extended {
             let id = split_id(frame.id);
             let from_source = self.source_address.is_none_or(|a| a == id.source);
+            let dm1_source = self.faults.contains_key(&id.source);
             if let Some(tp) = &mut self.tp
                 && Reassembler::is_tp(id.pgn)
-                && from_source
+                && (from_source || dm1_source)
             {
                 used = true;
                 let message = tp.handle(id, data, frame.time_us);
                 self.counters.tp = tp.counters;
                 if let Some(m) = message {
+                    if m.pgn == PGN_DM1 && self.faults.contains_key(&m.source) {
+                        match dm1::decode(&m.data) {
+                            Some(d) => self.apply_dm1(m.source, d, t, out),
+                            None => short = true,
+                        }
+                    }
                     // The identifier the message would have had as one frame.
                     let ps = if (m.pgn >> 8) & 0xFF < 240 {
                         u32::from(m.destination) << 8
@@ -351,6 +432,13 @@ impl Pipeline {
                     let whole = (u32::from(m.priority) << 26) | (m.pgn << 8) | ps | u32::from(m.source);
                     let (_, too_short) = self.decode_dbc(whole, true, &m.data, t, now, out);
                     short |= too_short;
+                }
+            }
+            if id.pgn == PGN_DM1 && dm1_source {
+                used = true;
+                match dm1::decode(data) {
+                    Some(d) => self.apply_dm1(id.source, d, t, out),
+                    None => short = true,
                 }
             }
             for k in 0..self.parameters.len() {
@@ -410,6 +498,50 @@ impl Pipeline {
             out.push(std::mem::replace(&mut self.none_values, Reading::at(0.0)));
         }
         obd_value
+    }
+
+    /// A DM1 from `sa`: its lamps and DTC count as one reading, and one `ecu<sa>:dtc` record
+    /// for each DTC that became active or was cleared since the last DM1.
+    fn apply_dm1(&mut self, sa: u8, dm1: Dm1, t: f64, out: &mut Vec<Reading>) {
+        let Some(f) = self.faults.get_mut(&sa) else { return };
+        let g = format!("ecu{sa}");
+        let mut r = Reading::at(t).with(format!("{g}:active_dtcs"), dm1.dtcs.len() as u64);
+        for (field, lamp) in dm1.lamps.fields() {
+            if let Some(on) = lamp {
+                r.push(format!("{g}:{field}_lamp"), on);
+            }
+        }
+        out.push(r);
+        let same = |a: &Dtc, b: &Dtc| a.spn == b.spn && a.fmi == b.fmi;
+        let event = |text: String| Reading::at(t).with(format!("{g}:dtc"), text);
+        f.active.retain(|a| {
+            let still = dm1.dtcs.iter().any(|d| same(d, &a.dtc));
+            if !still {
+                out.push(event(format!("cleared: SPN {} FMI {}", a.dtc.spn, a.dtc.fmi)));
+            }
+            still
+        });
+        for d in &dm1.dtcs {
+            match f.active.iter_mut().find(|a| same(&a.dtc, d)) {
+                Some(a) => {
+                    a.dtc = *d;
+                    a.last_seen = t;
+                }
+                None => {
+                    out.push(event(format!(
+                        "active: SPN {} FMI {} (occurrences {})",
+                        d.spn, d.fmi, d.oc
+                    )));
+                    f.active.push(ActiveFault {
+                        dtc: *d,
+                        first_seen: t,
+                        last_seen: t,
+                    });
+                }
+            }
+        }
+        f.lamps = dm1.lamps;
+        f.last_dm1_t = Some(t);
     }
 
     /// The DBC messages matching `id`: their signals decoded from `data`. Returns whether one
@@ -620,5 +752,103 @@ mod tests {
         let cfg: CanConfig = toml::from_str("mode = \"obd2\"\nparameters = [\"all\"]").unwrap();
         let problems = Pipeline::new(&cfg, None, Duration::from_secs(1)).err().unwrap();
         assert_eq!(problems[0].key, "parameters", "{problems:?}");
+    }
+
+    /// DM1 (J1939-73) from engine #1 (source address 0), single-frame and multi-packet:
+    /// lamps and DTC count per DM1, one record per DTC that becomes active or is cleared, and
+    /// the state GetFaults answers with. DTC bytes laid out by hand: SPN low 8 bits, next 8,
+    /// top 3 in bits 8-6 with the FMI in bits 5-1, then CM and the occurrence count.
+    #[test]
+    fn dm1_active_and_cleared_dtcs() {
+        let cfg: CanConfig = toml::from_str("dm1_sources = [0]").unwrap();
+        let mut p = Pipeline::new(&cfg, None, Duration::from_secs(1)).unwrap();
+        let names: Vec<String> = p.metrics().iter().map(|m| m.name().to_string()).collect();
+        for n in [
+            "ecu0:active_dtcs",
+            "ecu0:mil_lamp",
+            "ecu0:amber_warning_lamp",
+            "ecu0:dtc",
+        ] {
+            assert!(names.iter().any(|x| x == n), "{n} in {names:?}");
+        }
+        let now = Instant::now();
+        let mut out = Vec::new();
+        let mut send = |p: &mut Pipeline, t_ms: i64, id: u32, data: &[u8]| {
+            p.handle(&Frame::new(t_ms * 1000, id, true, FrameKind::Data, data), now, &mut out);
+        };
+        // 1 s: MIL on (0b01 in bits 8-7), SPN 110 FMI 0, OC 1.
+        send(
+            &mut p,
+            1_000,
+            0x18FE_CA00,
+            &[0x40, 0xFF, 0x6E, 0x00, 0x00, 0x01, 0xFF, 0xFF],
+        );
+        // A DM1 from 0x03, which is not read.
+        send(
+            &mut p,
+            1_100,
+            0x18FE_CA03,
+            &[0x40, 0xFF, 0x64, 0x00, 0x01, 0x01, 0xFF, 0xFF],
+        );
+        // 2 s: a BAM of 14 bytes (2 packets): amber on (0b01 in bits 4-3), SPN 110 FMI 0 OC 2,
+        // SPN 100 FMI 1 OC 1, SPN 520192 (0x7F000: 00 F0, top bits 0b111) FMI 2 OC 1.
+        let dm1 = [
+            0x04, 0xFF, 0x6E, 0x00, 0x00, 0x02, 0x64, 0x00, 0x01, 0x01, 0x00, 0xF0, 0xE2, 0x01,
+        ];
+        send(&mut p, 2_000, 0x1CEC_FF00, &[32, 14, 0, 2, 0xFF, 0xCA, 0xFE, 0x00]);
+        send(
+            &mut p,
+            2_050,
+            0x1CEB_FF00,
+            &[1, dm1[0], dm1[1], dm1[2], dm1[3], dm1[4], dm1[5], dm1[6]],
+        );
+        send(
+            &mut p,
+            2_100,
+            0x1CEB_FF00,
+            &[2, dm1[7], dm1[8], dm1[9], dm1[10], dm1[11], dm1[12], dm1[13]],
+        );
+        let f = &p.faults()[&0];
+        let active: Vec<(u32, u8, u8, f64, f64)> = f
+            .active
+            .iter()
+            .map(|a| (a.dtc.spn, a.dtc.fmi, a.dtc.oc, a.first_seen, a.last_seen))
+            .collect();
+        assert_eq!(
+            active,
+            [(110, 0, 2, 1.0, 2.1), (100, 1, 1, 2.1, 2.1), (520_192, 2, 1, 2.1, 2.1)]
+        );
+        assert_eq!((f.lamps.mil, f.lamps.amber_warning), (Some(false), Some(true)));
+        // 3 s: no DTC (all zeros), lamps off.
+        send(&mut p, 3_000, 0x18FE_CA00, &[0x00, 0xFF, 0, 0, 0, 0, 0xFF, 0xFF]);
+        assert!(p.faults()[&0].active.is_empty());
+
+        let values: Vec<(f64, String, String)> = out
+            .iter()
+            .flat_map(|r| {
+                r.values()
+                    .iter()
+                    .map(move |(n, v)| (r.time(), n.clone(), format!("{v:?}")))
+            })
+            .filter(|(_, n, _)| n == "ecu0:active_dtcs" || n == "ecu0:dtc" || n == "ecu0:mil_lamp")
+            .collect();
+        let want: Vec<(f64, &str, &str)> = vec![
+            (1.0, "ecu0:active_dtcs", "Number(1.0)"),
+            (1.0, "ecu0:mil_lamp", "Bool(true)"),
+            (1.0, "ecu0:dtc", "String(\"active: SPN 110 FMI 0 (occurrences 1)\")"),
+            (2.1, "ecu0:active_dtcs", "Number(3.0)"),
+            (2.1, "ecu0:mil_lamp", "Bool(false)"),
+            (2.1, "ecu0:dtc", "String(\"active: SPN 100 FMI 1 (occurrences 1)\")"),
+            (2.1, "ecu0:dtc", "String(\"active: SPN 520192 FMI 2 (occurrences 1)\")"),
+            (3.0, "ecu0:active_dtcs", "Number(0.0)"),
+            (3.0, "ecu0:mil_lamp", "Bool(false)"),
+            (3.0, "ecu0:dtc", "String(\"cleared: SPN 110 FMI 0\")"),
+            (3.0, "ecu0:dtc", "String(\"cleared: SPN 100 FMI 1\")"),
+            (3.0, "ecu0:dtc", "String(\"cleared: SPN 520192 FMI 2\")"),
+        ];
+        let want: Vec<(f64, String, String)> = want.into_iter().map(|(t, n, v)| (t, n.into(), v.into())).collect();
+        assert_eq!(values, want);
+        assert_eq!(p.counters.ignored, 1, "the DM1 of 0x03");
+        assert_eq!(p.counters.tp.complete, 1);
     }
 }
