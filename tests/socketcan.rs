@@ -293,3 +293,77 @@ async fn obd2_against_a_simulated_ecu() {
     })
     .await;
 }
+
+/// 5. Issue 17 on a real socket: a CAN FD frame (24 bytes) decoded by the DBC message that
+///    describes it, a J1939 multi-packet message (BAM) reassembled, a built-in parameter (ET1)
+///    and a DM1, all through the kernel filters; a group nothing asked for stays in the kernel.
+///    Expected values by hand from the DBC (tests/fixtures/tp_test.dbc) and J1939-71/73.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "boots a VM: cargo xtask system-test"]
+async fn fd_frames_multi_packet_messages_parameters_and_dm1_on_vcan0() {
+    let nats = NatsServer::start();
+    let client = nats.client().await;
+    let data = Recorder::start(&client, "events.data").await;
+    let mut vm = Vm::boot().await;
+    // vcan carries FD frames when its MTU is CANFD_MTU (72).
+    vm.ok("ip link add vcan0 type vcan && ip link set vcan0 mtu 72 && ip link set vcan0 up")
+        .await;
+    let dbc = workspace().join("services/can-engine/tests/fixtures/tp_test.dbc");
+    let can = format!(
+        "dbc = {:?}\nsignals = [\"FdFirst\", \"FdLast\", \"Last\"]\naggregate = \"none\"\n\
+         parameters = [\"engine:coolant_temp\"]\ndm1_sources = [0]",
+        dbc.display().to_string()
+    );
+    engine_on_vcan0(&mut vm, &client, nats.port(), &can).await;
+    // FDLONG (0x400, 24 bytes): FdFirst bytes 1-2 = 0x1234 = 4660; FdLast bytes 23-24 = 0x0064:
+    // 100 x 0.5 - 10 = 40.
+    let fd = format!("3412{}6400", "00".repeat(20));
+    // LONG (PGN 0xFF10, 20 bytes) as a BAM from 0x00: Last, bytes 19-20 = 0x0102 = 258.
+    vm.ok(&format!(
+        "cansend vcan0 400##1{fd}
+         cansend vcan0 18FEEE00#7BFFFFFFFFFFFFFF
+         cansend vcan0 18FECA00#40FF6E000001FFFF
+         cansend vcan0 18FEF100#FF0058FFFFFFFFFF
+         cansend vcan0 1CECFF00#20140003FF10FF00
+         cansend vcan0 1CEBFF00#0100000000000000
+         cansend vcan0 1CEBFF00#0200000000000000
+         cansend vcan0 1CEBFF00#03000000000201FF"
+    ))
+    .await;
+    let want = [
+        ("FDLONG:FdFirst", 4660.0),
+        ("FDLONG:FdLast", 40.0),
+        // ET1 byte 1 = 0x7B = 123: 123 - 40 = 83 degC.
+        ("engine:coolant_temp", 83.0),
+        ("LONG:Last", 258.0),
+        ("ecu0:active_dtcs", 1.0),
+    ];
+    let msgs = data
+        .wait_until("every value", Duration::from_secs(20), |m| {
+            want.iter().all(|(n, _)| !records(m, n).is_empty())
+        })
+        .await;
+    for (name, value) in want {
+        let got = records(&msgs, name);
+        assert!(got.iter().all(|(_, v)| *v == value), "{name}: {got:?}, want {value}");
+    }
+    let dtc: Vec<String> = msgs
+        .iter()
+        .flat_map(|m| m.json().as_array().cloned().unwrap_or_default())
+        .filter(|r| r["n"] == "ecu0:dtc")
+        .filter_map(|r| r["vs"].as_str().map(str::to_string))
+        .collect();
+    assert_eq!(dtc, ["active: SPN 110 FMI 0 (occurrences 1)"]);
+    let c = counters(&client).await;
+    // FD 1, ET1 1, DM1 1, TP.CM 1 and TP.DT 3 reached the process; CCVS stayed in the kernel.
+    assert_eq!(
+        (c["frames"].as_u64(), c["fd_frames"].as_u64()),
+        (Some(7), Some(1)),
+        "{c}"
+    );
+    assert_eq!(
+        (c["ignored"].as_u64(), c["tp"]["complete"].as_u64()),
+        (Some(0), Some(1)),
+        "{c}"
+    );
+}

@@ -36,7 +36,7 @@ pub struct Counters {
     pub short_frames: u64,
     /// SPN values in the not-available / error / reserved range (never published).
     pub not_available: u64,
-    /// CAN FD frames (skipped: no decoder reads FD).
+    /// CAN FD frames (decoded by DBC messages longer than 8 bytes, the others skipped).
     pub fd_frames: u64,
     /// Remote frames (skipped).
     pub remote_frames: u64,
@@ -394,6 +394,17 @@ impl Pipeline {
                 c.frames += 1;
                 c.fd_frames += 1;
                 self.last_frame = Some(now);
+                // Only a DBC message longer than 8 bytes describes an FD frame.
+                // (Counted in `fd_frames`, decoded or not.)
+                let (_, short) =
+                    self.decode_dbc(frame.id, frame.extended, frame.payload(), frame.time(), now, out, true);
+                if short {
+                    self.counters.decode_errors += 1;
+                    self.counters.short_frames += 1;
+                }
+                if !self.none_values.is_empty() {
+                    out.push(std::mem::replace(&mut self.none_values, Reading::at(0.0)));
+                }
                 return None;
             }
             FrameKind::Data => {}
@@ -430,7 +441,7 @@ impl Pipeline {
                         0
                     };
                     let whole = (u32::from(m.priority) << 26) | (m.pgn << 8) | ps | u32::from(m.source);
-                    let (_, too_short) = self.decode_dbc(whole, true, &m.data, t, now, out);
+                    let (_, too_short) = self.decode_dbc(whole, true, &m.data, t, now, out, false);
                     short |= too_short;
                 }
             }
@@ -483,7 +494,7 @@ impl Pipeline {
                 Reply::Malformed => self.counters.decode_errors += 1,
             }
         }
-        let (dbc_used, dbc_short) = self.decode_dbc(frame.id, frame.extended, data, t, now, out);
+        let (dbc_used, dbc_short) = self.decode_dbc(frame.id, frame.extended, data, t, now, out, false);
         used |= dbc_used;
         short |= dbc_short;
         if short {
@@ -545,7 +556,9 @@ impl Pipeline {
     }
 
     /// The DBC messages matching `id`: their signals decoded from `data`. Returns whether one
-    /// matched, and whether `data` was too short for one.
+    /// matched, and whether `data` was too short for one. An FD frame (`fd`) is decoded only
+    /// by messages longer than 8 bytes.
+    #[allow(clippy::too_many_arguments)]
     fn decode_dbc(
         &mut self,
         id: u32,
@@ -554,11 +567,12 @@ impl Pipeline {
         t: f64,
         now: Instant,
         out: &mut Vec<Reading>,
+        fd: bool,
     ) -> (bool, bool) {
         let (mut used, mut short) = (false, false);
         for i in 0..self.dbc.len() {
             let e = &self.dbc[i];
-            if !e.message.matches(id, extended) {
+            if !e.message.matches(id, extended) || (fd && e.message.dlc <= 8) {
                 continue;
             }
             used = true;

@@ -19,7 +19,7 @@ use std::io::ErrorKind;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use socketcan::{CanFilter, EmbeddedFrame, ExtendedId, Frame as _, Id, Socket, SocketOptions, StandardId};
+use socketcan::{CanAnyFrame, CanFilter, EmbeddedFrame, ExtendedId, Frame as _, Id, Socket, SocketOptions, StandardId};
 use tokio::io::Interest;
 use tokio::io::unix::AsyncFd;
 
@@ -33,9 +33,10 @@ pub const LINK_POLL: Duration = Duration::from_millis(250);
 /// `IFF_UP` in `/sys/class/net/<if>/flags`.
 const IFF_UP: u32 = 0x1;
 
-/// An open CAN socket.
+/// An open CAN socket. It reads classic and CAN FD frames (`CAN_RAW_FD_FRAMES`); on an
+/// interface that is not FD-capable only classic frames arrive.
 pub struct SocketCanSource {
-    socket: AsyncFd<socketcan::CanSocket>,
+    socket: AsyncFd<socketcan::CanFdSocket>,
     interface: String,
     /// The link is down (reported, or found down when opened).
     down: bool,
@@ -43,7 +44,7 @@ pub struct SocketCanSource {
     announce_down: bool,
     /// A frame read while the link was thought down: [`SourceError::LinkUp`] is reported
     /// first, then this frame.
-    held: Option<socketcan::CanFrame>,
+    held: Option<CanAnyFrame>,
 }
 
 /// Whether the interface exists and is administratively up; `None` when its flags cannot be
@@ -72,7 +73,7 @@ impl SocketCanSource {
         let unavailable = |what: &str, e: std::io::Error| {
             SourceError::Unavailable(format!("CAN interface {interface:?}: {what}: {e}"))
         };
-        let socket = socketcan::CanSocket::open(interface).map_err(|e| unavailable("cannot open", e))?;
+        let socket = socketcan::CanFdSocket::open(interface).map_err(|e| unavailable("cannot open", e))?;
         let kernel: Vec<CanFilter> = filters.iter().map(|f| CanFilter::new(f.id, f.mask)).collect();
         socket
             .set_filters(&kernel)
@@ -116,7 +117,7 @@ impl SocketCanSource {
     }
 
     /// The next frame, or a change of the link's state.
-    async fn next(&mut self) -> Result<socketcan::CanFrame, SourceError> {
+    async fn next(&mut self) -> Result<CanAnyFrame, SourceError> {
         if std::mem::take(&mut self.announce_down) {
             return Err(self.down_error());
         }
@@ -166,12 +167,11 @@ impl FrameSource for SocketCanSource {
         let t = (tolomeo_core::unix_now() * 1e6) as i64;
         let word = f.id_word();
         let extended = word & CAN_EFF_FLAG != 0;
-        let kind = if word & CAN_ERR_FLAG != 0 {
-            FrameKind::Error
-        } else if word & CAN_RTR_FLAG != 0 {
-            FrameKind::Remote
-        } else {
-            FrameKind::Data
+        let kind = match &f {
+            CanAnyFrame::Fd(_) => FrameKind::Fd,
+            _ if word & CAN_ERR_FLAG != 0 => FrameKind::Error,
+            _ if word & CAN_RTR_FLAG != 0 => FrameKind::Remote,
+            _ => FrameKind::Data,
         };
         Ok(Frame::new(t, word & CAN_EFF_MASK, extended, kind, f.data()))
     }

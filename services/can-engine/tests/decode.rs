@@ -279,20 +279,21 @@ async fn built_in_parameters_match_cantools() {
 /// A DBC message of 20 bytes, sent with the J1939 transport protocol (BAM at 50 ms and 1 ms
 /// between packets, RTS/CTS between two other nodes) by tests/tp_fixture.py, and decoded by
 /// cantools there: the same values at the time of the packet that completed each message.
-/// The broken sessions (a packet missing, an abort) publish nothing and are counted.
+/// The broken sessions (a packet missing, an abort) publish nothing and are counted. A 24-byte
+/// CAN FD message, in candump's `##` frames, decoded as cantools decodes it.
 #[tokio::test]
-async fn multi_packet_dbc_messages_match_cantools() {
+async fn multi_packet_and_fd_dbc_messages_match_cantools() {
     let dbc = manifest().join("tests/fixtures/tp_test.dbc");
     let (_dir, log, reference) = fixture("tp_fixture.py", &dbc);
 
     let cfg: CanConfig = toml::from_str(&format!(
-        "dbc = {:?}\nsignals = [\"Counter\", \"Pressure\", \"Far\", \"Moto\", \"Last\"]\naggregate = \"none\"",
+        "dbc = {:?}\nsignals = [\"Counter\", \"Pressure\", \"Far\", \"Moto\", \"Last\", \"FdFirst\", \"FdLast\"]\naggregate = \"none\"",
         dbc.display().to_string()
     ))
     .unwrap();
     let (readings, counters) = run_log(&cfg, &log).await;
     let want = expected(&reference);
-    assert_eq!(want.len(), 5);
+    assert_eq!(want.len(), 7);
     same_as_cantools(&series(&readings), &want);
     let c = &reference["counts"];
     let n = |k: &str| c[k].as_u64().unwrap();
@@ -300,5 +301,8 @@ async fn multi_packet_dbc_messages_match_cantools() {
     assert_eq!(counters.tp.out_of_order, n("out_of_order"));
     assert_eq!(counters.tp.aborted, n("aborted"));
     assert_eq!((counters.tp.timeouts, counters.tp.bad_announcements), (0, 0));
-    assert_eq!(counters.decode_errors, 0);
+    // CAN FD: every FD frame decoded, the short one counted.
+    assert_eq!(counters.fd_frames, n("fd_frames"));
+    assert_eq!(counters.short_frames, n("short_fd_frames"));
+    assert_eq!(counters.decode_errors, n("short_fd_frames"));
 }

@@ -4,7 +4,9 @@ in requirements-test.txt) encodes a 20-byte message of tests/fixtures/tp_test.db
 script sends it the way SAE J1939-21 lays it out: as a BAM (TP.CM control 32 to 0xFF, then
 TP.DT packets 1..3, 7 bytes each, the last padded with 0xFF) or in an RTS/CTS session to node
 0x17 (RTS 16, CTS 17 from 0x17, TP.DT, end of message 19). Some sessions are broken on purpose
-(a packet missing, an abort); their messages must not be published.
+(a packet missing, an abort); their messages must not be published. It also sends the
+24-byte CAN FD message FDLONG as FD frames (candump's `##` syntax), which are decoded as they
+come, and an FD frame too short for it, which is counted.
 
 Usage: tp_fixture.py DBC OUT_LOG OUT_JSON
 """
@@ -99,6 +101,21 @@ for i in range(60):
         # The message is published at the time of the packet that completed it.
         for name, value in decoded.items():
             expected.append({"t": complete_t / 1e6, "metric": f"LONG:{name}", "value": value})
+
+fd = db.get_message_by_name("FDLONG")
+for i in range(20):
+    data = fd.encode({"FdFirst": rng.randint(0, 65535), "FdLast": rng.randint(0, 65535) * 0.5 - 10},
+                     scaling=True, strict=False)
+    emit_t = t_us + 2_000
+    lines.append(f"({emit_t // 1_000_000}.{emit_t % 1_000_000:06d}) can0 {fd.frame_id:03X}##1{data.hex().upper()}")
+    t_us = emit_t
+    for name, value in fd.decode(data).items():
+        expected.append({"t": t_us / 1e6, "metric": f"FDLONG:{name}", "value": value})
+# An FD frame of 12 bytes: too short for FDLONG's last signal.
+t_us += 2_000
+lines.append(f"({t_us // 1_000_000}.{t_us % 1_000_000:06d}) can0 {fd.frame_id:03X}##1{'00' * 12}")
+counts["short_fd_frames"] = 1
+counts["fd_frames"] = 21
 
 with open(log_path, "w") as f:
     f.write("\n".join(lines) + "\n")
