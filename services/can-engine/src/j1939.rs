@@ -61,25 +61,48 @@ pub struct Eec1 {
     pub rpm: Spn,
 }
 
+/// An EEC1 parameter, placed and scaled like the built-in ones ([`PARAMETERS`]), so that the
+/// same code reads it and its not-available range.
+const fn eec1(
+    metric: &'static str,
+    unit: &'static str,
+    spn: u32,
+    start: usize,
+    len: usize,
+    scale: f64,
+    offset: f64,
+) -> Parameter {
+    Parameter {
+        metric,
+        unit,
+        spn,
+        pgn: PGN_EEC1,
+        group: "EEC1",
+        start,
+        len,
+        scale,
+        offset,
+        label: "",
+    }
+}
+/// SPN 512, byte 2: 1 %/bit, -125.
+const EEC1_DEMAND: Parameter = eec1("engine:demand_torque_pct", "%", 512, 1, 1, 1.0, -125.0);
+/// SPN 513, byte 3: 1 %/bit, -125.
+const EEC1_TORQUE: Parameter = eec1("engine:torque_pct", "%", 513, 2, 1, 1.0, -125.0);
+/// SPN 190, bytes 4-5: 0.125 rpm/bit.
+const EEC1_RPM: Parameter = eec1("engine:rpm", "rpm", 190, 3, 2, 0.125, 0.0);
+
 /// Decode EEC1 from its 8 data bytes. `None` when the frame is shorter than 8 bytes.
 pub fn decode_eec1(data: &[u8]) -> Option<Eec1> {
-    let d: &[u8; 8] = data.get(..8)?.try_into().ok()?;
-    let pct = |raw: u8| {
-        if raw > 0xFA {
-            Spn::NotAvailable
-        } else {
-            Spn::Value(f64::from(raw) - 125.0)
-        }
-    };
-    let raw_rpm = u16::from_le_bytes([d[3], d[4]]);
+    if data.len() < 8 {
+        return None;
+    }
+    // Eight bytes hold all three: `decode` cannot miss.
+    let spn = |p: &Parameter| p.decode(data).unwrap_or(Spn::NotAvailable);
     Some(Eec1 {
-        demand_torque_pct: pct(d[1]),
-        torque_pct: pct(d[2]),
-        rpm: if raw_rpm > 0xFAFF {
-            Spn::NotAvailable
-        } else {
-            Spn::Value(f64::from(raw_rpm) * 0.125)
-        },
+        demand_torque_pct: spn(&EEC1_DEMAND),
+        torque_pct: spn(&EEC1_TORQUE),
+        rpm: spn(&EEC1_RPM),
     })
 }
 
