@@ -10,7 +10,7 @@ use async_trait::async_trait;
 use tolomeo_proto::command::{Call, CommandInfo};
 
 use crate::command::{ArgInfo, Command, CommandContext, CommandError, CommandOutput, CommandResult, ErrorCode};
-use crate::config::POLL_TIME_RANGE_MS;
+use crate::config::{POLL_TIME_RANGE_MS, poll_time_problem};
 use crate::handle::ServiceHandle;
 use crate::output;
 use crate::plugin::SensorPlugin;
@@ -173,11 +173,10 @@ impl<P: SensorPlugin> Command<P> for SetPollTime {
     }
     async fn execute(&self, ctx: CommandContext<'_, P>) -> CommandResult {
         let ms: u64 = ctx.arg("poll_time_ms")?;
-        if !POLL_TIME_RANGE_MS.contains(&ms) {
+        // The same check and words as `service.poll_time_ms` in the configuration.
+        if let Some(problem) = poll_time_problem(ms) {
             return Err(CommandError::invalid_payload(format!(
-                "argument `poll_time_ms`: {ms} is out of range, expected {} to {}",
-                POLL_TIME_RANGE_MS.start(),
-                POLL_TIME_RANGE_MS.end()
+                "argument `poll_time_ms`: {problem}"
             )));
         }
         ctx.service.set_poll_time(Duration::from_millis(ms));
