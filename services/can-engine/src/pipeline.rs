@@ -255,7 +255,7 @@ impl Pipeline {
                 p.faults.insert(sa, Faults::default());
             }
         }
-        if !p.faults.is_empty() || p.dbc.iter().any(|e| e.message.extended && e.message.dlc > 8) {
+        if !p.faults.is_empty() || p.reads_long_dbc() {
             p.tp = Some(Reassembler::default());
         }
         for name in cfg.metrics.keys() {
