@@ -14,9 +14,9 @@ use tolomeo_proto::ServiceName;
 use tolomeo_proto::command::{ArgInfo, CommandInfo};
 use tolomeo_proto::senml;
 
-use crate::conn::ConnArgs;
 use crate::exit::{Failure, Outcome};
 use crate::text;
+use tolomeo_proto::client::ConnArgs;
 
 /// `tlm cmd` flags.
 #[derive(Debug, clap::Args)]
@@ -167,7 +167,7 @@ fn kind(v: &Value) -> &'static str {
 /// Runs `tlm cmd`.
 pub(crate) async fn run(conn: &ConnArgs, args: &Args) -> Outcome {
     let (service, map) = parse_args(args)?;
-    let client = conn.connect().await?;
+    let client = conn.connect("tlm").await?;
     let command = args.command.as_deref().unwrap_or("GetCommands");
     let result = call(&client, &service, command, &map, args.timeout).await?;
     let value = Value::Object(result);

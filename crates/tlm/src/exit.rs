@@ -30,6 +30,15 @@ pub(crate) struct Failure {
     pub message: String,
 }
 
+impl From<tolomeo_proto::client::ConnectError> for Failure {
+    fn from(e: tolomeo_proto::client::ConnectError) -> Self {
+        match e {
+            tolomeo_proto::client::ConnectError::Usage(m) => Failure::usage(m),
+            tolomeo_proto::client::ConnectError::Unreachable(m) => Failure::io(m),
+        }
+    }
+}
+
 impl Failure {
     /// Exit 1 with a message.
     pub(crate) fn failed(message: impl Into<String>) -> Self {

@@ -11,13 +11,13 @@
 //!   with the protocol's rules per kind of pack in [`protocol`]).
 //!
 //! What it is not: a service (it publishes nothing but command requests), a full-screen TUI, or
-//! a replacement for the `nats` CLI. Connection flags are in [`conn`]; exit codes in [`exit`].
+//! a replacement for the `nats` CLI. Connection flags are `tolomeo_proto::client`'s; exit codes
+//! are in [`exit`].
 //! This file holds the one flags definition and dispatches to one module per subcommand.
 
 #![forbid(unsafe_code)]
 
 mod cmd;
-mod conn;
 mod exit;
 mod protocol;
 mod services;
@@ -35,7 +35,7 @@ use clap::{Parser, Subcommand};
 #[command(name = "tlm", version, about, max_term_width = 100)]
 struct Cli {
     #[command(flatten)]
-    conn: conn::ConnArgs,
+    conn: tolomeo_proto::client::ConnArgs,
     #[command(subcommand)]
     command: Command,
 }

@@ -19,9 +19,9 @@ use tolomeo_proto::wire::PARAMS_SUBJECT;
 use tolomeo_proto::{ServiceName, unix_now};
 
 use crate::cmd::call;
-use crate::conn::ConnArgs;
 use crate::exit::{Failure, Outcome};
 use crate::text::{self, print_out, sleep_until};
+use tolomeo_proto::client::ConnArgs;
 
 /// `tlm services` flags.
 #[derive(Debug, clap::Args)]
@@ -57,7 +57,7 @@ struct Seen {
 
 /// Runs `tlm services`.
 pub(crate) async fn run(conn: &ConnArgs, args: &Args) -> Outcome {
-    let client = conn.connect().await?;
+    let client = conn.connect("tlm").await?;
     let sub_err = |s: &str, e: async_nats::SubscribeError| Failure::io(format!("cannot subscribe to {s}: {e}"));
     let hb_subject = "heartbeat.*.service";
     let mut beats = client.subscribe(hb_subject).await.map_err(|e| sub_err(hb_subject, e))?;

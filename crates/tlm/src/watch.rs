@@ -19,10 +19,10 @@ use tolomeo_proto::wire::{DATA_SUBJECT, PARAMS_SUBJECT};
 use tolomeo_proto::{ServiceName, unix_now};
 
 use crate::cmd::{CallError, call};
-use crate::conn::ConnArgs;
 use crate::exit::{Failure, Outcome};
 use crate::table::Latest;
 use crate::text::{self, print_out, sleep_until};
+use tolomeo_proto::client::ConnArgs;
 
 /// `tlm watch` flags.
 #[derive(Debug, clap::Args)]
@@ -96,7 +96,7 @@ pub(crate) async fn run(conn: &ConnArgs, args: &Args) -> Outcome {
         }),
         None => None,
     };
-    let client = conn.connect().await?;
+    let client = conn.connect("tlm").await?;
     let sub_err = |s: &str, e: async_nats::SubscribeError| Failure::io(format!("cannot subscribe to {s}: {e}"));
     let mut data = client
         .subscribe(DATA_SUBJECT)

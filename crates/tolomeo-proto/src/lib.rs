@@ -7,6 +7,7 @@
 //! - [`command`]: command requests and error responses: the size limit, the error codes,
 //!   request parsing.
 //! - [`creds`]: NATS credentials files.
+//! - `client` (feature `client`): the broker connection flags of the command-line tools.
 //!
 //! It has no runtime and does no I/O except reading a credentials file it is given.
 
@@ -15,6 +16,8 @@
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
+#[cfg(feature = "client")]
+pub mod client;
 pub mod command;
 pub mod creds;
 pub mod senml;

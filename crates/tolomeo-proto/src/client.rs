@@ -1,20 +1,30 @@
-//! The broker connection flags, named like the `nats` CLI's, and the connection itself.
+//! The broker connection flags of the command-line tools (`tlm`, `tlm-dashboard`), named like
+//! the `nats` CLI's, and the connection itself.
 //!
 //! They cover what a service's `[nats]` section covers (PROTOCOL.md section 0): URL,
-//! user/password, token, NKey seed, `.creds` file, TLS CA and client certificate. The core's
-//! `transport::Link` is made for services (retry forever, delivery confirmation); a CLI wants
-//! to fail fast instead, so this builds a plain `async_nats::ConnectOptions`, reading a
-//! `.creds` file with the services' own parser (`transport::with_credentials_file`).
+//! user/password, token, NKey seed, `.creds` file, TLS CA and client certificate. The
+//! services' framework is made for services (retry forever, delivery confirmation); a tool
+//! wants to fail fast instead, so this builds a plain `async_nats::ConnectOptions`, reading a
+//! `.creds` file with the services' own parser ([`crate::creds`]).
 
 use std::path::PathBuf;
 use std::time::Duration;
 
-use crate::exit::Failure;
+/// Why [`ConnArgs::connect`] failed.
+#[derive(Debug, thiserror::Error)]
+pub enum ConnectError {
+    /// A flag or a file it names is wrong: the user's to fix.
+    #[error("{0}")]
+    Usage(String),
+    /// The broker could not be reached.
+    #[error("{0}")]
+    Unreachable(String),
+}
 
 /// How to reach the broker.
 #[derive(Debug, Clone, clap::Args)]
 #[command(next_help_heading = "Connection")]
-pub(crate) struct ConnArgs {
+pub struct ConnArgs {
     /// Broker URL.
     #[arg(
         short = 's',
@@ -54,16 +64,17 @@ pub(crate) struct ConnArgs {
 }
 
 impl ConnArgs {
-    /// Connects once, or fails with exit code 4 (2 for an unreadable credentials file).
-    pub(crate) async fn connect(&self) -> Result<async_nats::Client, Failure> {
-        let mut opts = async_nats::ConnectOptions::new().name("tlm");
+    /// Connects once as client `name`, or says why not.
+    pub async fn connect(&self, name: &str) -> Result<async_nats::Client, ConnectError> {
+        let mut opts = async_nats::ConnectOptions::new().name(name);
         if let Some(path) = &self.creds {
-            opts = tolomeo_proto::creds::with_credentials_file(opts, path)
-                .map_err(|e| Failure::usage(format!("--creds {}: {e}: expected a NATS .creds file", path.display())))?;
+            opts = crate::creds::with_credentials_file(opts, path).map_err(|e| {
+                ConnectError::Usage(format!("--creds {}: {e}: expected a NATS .creds file", path.display()))
+            })?;
         }
         if let Some(path) = &self.nkey {
             let seed = std::fs::read_to_string(path)
-                .map_err(|e| Failure::usage(format!("--nkey {}: cannot read it: {e}", path.display())))?;
+                .map_err(|e| ConnectError::Usage(format!("--nkey {}: cannot read it: {e}", path.display())))?;
             opts = opts.nkey(seed.trim().to_string());
         }
         if let (Some(u), Some(p)) = (&self.user, &self.password) {
@@ -79,7 +90,7 @@ impl ConnArgs {
             opts = opts.add_client_certificate(c.clone(), k.clone());
         }
         let timeout = Duration::try_from_secs_f64(self.connect_timeout).map_err(|_| {
-            Failure::usage(format!(
+            ConnectError::Usage(format!(
                 "--connect-timeout {}: expected seconds >= 0",
                 self.connect_timeout
             ))
@@ -87,7 +98,7 @@ impl ConnArgs {
         // The per-request timeout is applied by each subcommand itself.
         opts = opts.connection_timeout(timeout).request_timeout(None);
         opts.connect(self.server.as_str()).await.map_err(|e| {
-            Failure::io(format!(
+            ConnectError::Unreachable(format!(
                 "cannot connect to the broker at {}: {e}: is nats-server running? (set --server or NATS_URL)",
                 self.server
             ))

@@ -1,0 +1,3 @@
+//! `tlm-dashboard` (also started as `tlm dashboard`).
+
+fn main() {}
