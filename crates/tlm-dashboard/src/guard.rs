@@ -28,7 +28,11 @@ impl Guard {
     pub fn new(local: SocketAddr, allow_origin: &[String]) -> Result<Guard, Error> {
         let port = local.port();
         let hosts = local.ip().is_loopback().then(|| {
-            let mut hosts = vec![format!("localhost:{port}"), format!("127.0.0.1:{port}"), format!("[::1]:{port}")];
+            let mut hosts = vec![
+                format!("localhost:{port}"),
+                format!("127.0.0.1:{port}"),
+                format!("[::1]:{port}"),
+            ];
             let own = local.to_string();
             if !hosts.contains(&own) {
                 hosts.push(own);
@@ -76,7 +80,8 @@ impl Guard {
         } else {
             Err(format!(
                 "Origin {origin:?} refused: only pages of this dashboard ({}) may call it; add --allow-origin for another",
-                host.map(|h| format!("http://{h}")).unwrap_or_else(|| "its own origin".into())
+                host.map(|h| format!("http://{h}"))
+                    .unwrap_or_else(|| "its own origin".into())
             ))
         }
     }
@@ -120,8 +125,13 @@ mod tests {
         assert!(g.check(Some("localhost:8088"), Some("http://localhost:8088")).is_ok());
         // Sent to one name from a page of another.
         assert!(g.check(Some("127.0.0.1:8088"), Some("http://localhost:8088")).is_err());
-        let e = g.check(Some("127.0.0.1:8088"), Some("https://evil.example")).unwrap_err();
-        assert!(e.contains("https://evil.example") && e.contains("--allow-origin"), "{e}");
+        let e = g
+            .check(Some("127.0.0.1:8088"), Some("https://evil.example"))
+            .unwrap_err();
+        assert!(
+            e.contains("https://evil.example") && e.contains("--allow-origin"),
+            "{e}"
+        );
         assert!(g.check(Some("127.0.0.1:8088"), Some("null")).is_err());
     }
 

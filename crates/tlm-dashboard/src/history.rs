@@ -32,8 +32,8 @@ pub enum History {
     Store(Arc<Store>),
     /// A JetStream stream, written by the broker.
     Stream {
-        /// The JetStream context.
-        js: jetstream::Context,
+        /// The JetStream context (boxed: it is large, the store's handle is a pointer).
+        js: Box<jetstream::Context>,
         /// The stream's name.
         name: String,
     },
@@ -41,7 +41,12 @@ pub enum History {
 
 impl History {
     /// Finds the stream `name` (creating it, with `max_age`, when `create`).
-    pub async fn open_stream(client: &async_nats::Client, name: &str, create: bool, max_age: Duration) -> Result<History, Error> {
+    pub async fn open_stream(
+        client: &async_nats::Client,
+        name: &str,
+        create: bool,
+        max_age: Duration,
+    ) -> Result<History, Error> {
         let js = jetstream::new(client.clone());
         if create {
             let config = jetstream::stream::Config {
@@ -51,9 +56,11 @@ impl History {
                 storage: jetstream::stream::StorageType::File,
                 ..Default::default()
             };
-            js.get_or_create_stream(config)
-                .await
-                .map_err(|e| Error::Io(format!("--stream {name} --create-stream: the broker refused: {e}: is JetStream enabled (nats-server -js)?")))?;
+            js.get_or_create_stream(config).await.map_err(|e| {
+                Error::Io(format!(
+                    "--stream {name} --create-stream: the broker refused: {e}: is JetStream enabled (nats-server -js)?"
+                ))
+            })?;
         } else {
             js.get_stream(name).await.map_err(|e| {
                 Error::Usage(format!(
@@ -61,7 +68,10 @@ impl History {
                 ))
             })?;
         }
-        Ok(History::Stream { js, name: name.to_string() })
+        Ok(History::Stream {
+            js: Box::new(js),
+            name: name.to_string(),
+        })
     }
 
     /// "store" or "stream:NAME", for the page.
@@ -73,7 +83,14 @@ impl History {
     }
 
     /// The points of `key` in `from..=to`, reduced to about `columns` columns.
-    pub async fn query(&self, key: SeriesKey, from: f64, to: f64, columns: usize, transform: Transform) -> Result<Series, String> {
+    pub async fn query(
+        &self,
+        key: SeriesKey,
+        from: f64,
+        to: f64,
+        columns: usize,
+        transform: Transform,
+    ) -> Result<Series, String> {
         match self {
             History::Store(store) => {
                 let store = store.clone();
@@ -91,7 +108,13 @@ impl History {
 }
 
 /// The raw points of `key` in `from..=to` from the stream, in time order.
-async fn read_stream(js: &jetstream::Context, name: &str, key: &SeriesKey, from: f64, to: f64) -> Result<(Vec<f64>, Vec<Sample>), String> {
+async fn read_stream(
+    js: &jetstream::Context,
+    name: &str,
+    key: &SeriesKey,
+    from: f64,
+    to: f64,
+) -> Result<(Vec<f64>, Vec<Sample>), String> {
     let mut stream = js.get_stream(name).await.map_err(|e| format!("stream {name}: {e}"))?;
     let last = stream
         .info()
@@ -126,8 +149,10 @@ async fn read_stream(js: &jetstream::Context, name: &str, key: &SeriesKey, from:
             Ok(info) => (info.stream_sequence, info.published.unix_timestamp_nanos() as f64 / 1e9),
             Err(e) => return Err(format!("stream {name}: a message without JetStream metadata: {e}")),
         };
-        if let Ok(pack) = senml::decode_pack(&next.payload) {
-            if let Ok(records) = senml::resolve(&pack, now) {
+        if let Ok(pack) = senml::decode_pack(&next.payload)
+            && let Ok(records) = senml::resolve(&pack, now)
+        {
+            {
                 for r in records {
                     if r.time < from || r.time > to || !r.name.starts_with(&prefix) {
                         continue;

@@ -42,7 +42,7 @@ const BASE_PREFIX: &str = "urn:cpt:device:sn:";
 
 /// The store writer, to stop at the end.
 pub struct Writer {
-    tx: Option<mpsc::Sender<Vec<Point>>>,
+    stop: Option<tokio::sync::watch::Sender<bool>>,
     thread: Option<std::thread::JoinHandle<()>>,
 }
 
@@ -56,11 +56,16 @@ pub fn split_name(name: &str) -> Option<(&str, &str)> {
 /// Subscribes and starts the tasks; the store writer too, when the history is the store.
 pub async fn start(shared: Arc<Shared>) -> Result<Writer, Error> {
     let client = &shared.client;
-    let sub_err = |subject: &str, e: async_nats::SubscribeError| {
-        Error::Io(format!("cannot subscribe to {subject}: {e}"))
-    };
-    let data = client.subscribe(DATA_SUBJECT).await.map_err(|e| sub_err(DATA_SUBJECT, e))?;
-    let params = client.subscribe(PARAMS_SUBJECT).await.map_err(|e| sub_err(PARAMS_SUBJECT, e))?;
+    let sub_err =
+        |subject: &str, e: async_nats::SubscribeError| Error::Io(format!("cannot subscribe to {subject}: {e}"));
+    let data = client
+        .subscribe(DATA_SUBJECT)
+        .await
+        .map_err(|e| sub_err(DATA_SUBJECT, e))?;
+    let params = client
+        .subscribe(PARAMS_SUBJECT)
+        .await
+        .map_err(|e| sub_err(PARAMS_SUBJECT, e))?;
     let beats = client
         .subscribe("heartbeat.*.service")
         .await
@@ -71,17 +76,24 @@ pub async fn start(shared: Arc<Shared>) -> Result<Writer, Error> {
         .await
         .map_err(|e| Error::Io(format!("the broker did not confirm the subscriptions: {e}")))?;
 
-    let mut writer = Writer { tx: None, thread: None };
+    let mut writer = Writer {
+        stop: None,
+        thread: None,
+    };
     if let History::Store(store) = &shared.history {
         let (tx, rx) = mpsc::channel(WRITER_QUEUE);
+        let (stop, stopped) = tokio::sync::watch::channel(false);
         let store = store.clone();
         let counters = shared.counters.clone();
         let handle = tokio::runtime::Handle::current();
         let thread = std::thread::Builder::new()
             .name("store-writer".into())
-            .spawn(move || write_loop(&store, rx, &handle, &counters))
+            .spawn(move || write_loop(&store, rx, stopped, &handle, &counters))
             .map_err(|e| Error::Io(format!("cannot start the store writer thread: {e}")))?;
-        writer = Writer { tx: Some(tx.clone()), thread: Some(thread) };
+        writer = Writer {
+            stop: Some(stop),
+            thread: Some(thread),
+        };
         tokio::spawn(ingest_data(shared.clone(), data, Some(tx)));
     } else {
         tokio::spawn(ingest_data(shared.clone(), data, None));
@@ -95,32 +107,47 @@ pub async fn start(shared: Arc<Shared>) -> Result<Writer, Error> {
 
 /// Stops the writer after it has written what it was given.
 pub async fn stop(mut writer: Writer) {
-    drop(writer.tx.take());
+    if let Some(stop) = writer.stop.take() {
+        let _ = stop.send(true);
+    }
     if let Some(thread) = writer.thread.take() {
         let _ = tokio::task::spawn_blocking(move || thread.join()).await;
     }
 }
 
-fn write_loop(store: &Store, mut rx: mpsc::Receiver<Vec<Point>>, handle: &tokio::runtime::Handle, counters: &crate::live::Counters) {
+fn write_loop(
+    store: &Store,
+    mut rx: mpsc::Receiver<Vec<Point>>,
+    mut stopped: tokio::sync::watch::Receiver<bool>,
+    handle: &tokio::runtime::Handle,
+    counters: &crate::live::Counters,
+) {
     let mut last_retention = Instant::now();
-    loop {
-        let first = handle.block_on(async { tokio::time::timeout(RETENTION_EVERY, rx.recv()).await });
-        let mut batch = match first {
-            Ok(Some(b)) => b,
-            Ok(None) => break,
-            Err(_) => Vec::new(),
-        };
+    let mut stopping = false;
+    while !stopping {
+        let first = handle.block_on(async {
+            tokio::select! {
+                batch = rx.recv() => batch,
+                _ = stopped.wait_for(|stop| *stop) => None,
+                _ = tokio::time::sleep(RETENTION_EVERY) => Some(Vec::new()),
+            }
+        });
+        // At the stop, what is queued is still written.
+        let mut batch = first.unwrap_or_else(|| {
+            stopping = true;
+            Vec::new()
+        });
         while batch.len() < MAX_TRANSACTION_POINTS {
             match rx.try_recv() {
                 Ok(more) => batch.extend(more),
                 Err(_) => break,
             }
         }
-        if !batch.is_empty() {
-            if let Err(e) = store.append(&batch) {
-                counters.add_store_error();
-                tracing::error!("{} points not stored: {e}", batch.len());
-            }
+        if !batch.is_empty()
+            && let Err(e) = store.append(&batch)
+        {
+            counters.add_store_error();
+            tracing::error!("{} points not stored: {e}", batch.len());
         }
         if last_retention.elapsed() >= RETENTION_EVERY {
             last_retention = Instant::now();
@@ -146,9 +173,8 @@ async fn ingest_data(shared: Arc<Shared>, mut sub: async_nats::Subscriber, tx: O
         let resolved = senml::decode_pack(&msg.payload)
             .map_err(|e| e.to_string())
             .and_then(|pack| {
-                senml::resolve(&pack, now).map_err(|problems| {
-                    problems.iter().map(ToString::to_string).collect::<Vec<_>>().join("; ")
-                })
+                senml::resolve(&pack, now)
+                    .map_err(|problems| problems.iter().map(ToString::to_string).collect::<Vec<_>>().join("; "))
             });
         let records = match resolved {
             Ok(r) => r,
@@ -206,10 +232,11 @@ async fn ingest_data(shared: Arc<Shared>, mut sub: async_nats::Subscriber, tx: O
                 .live
                 .send(Arc::from(json!({"device": device, "points": pts}).to_string()));
         }
-        if let Some(tx) = &tx {
-            if !points.is_empty() && tx.send(points).await.is_err() {
-                break;
-            }
+        if let Some(tx) = &tx
+            && !points.is_empty()
+            && tx.send(points).await.is_err()
+        {
+            break;
         }
     }
 }
@@ -221,8 +248,15 @@ async fn ingest_params(shared: Arc<Shared>, mut sub: async_nats::Subscriber) {
             continue;
         };
         for record in &pack {
-            let serial = record.bn.as_deref().and_then(|bn| bn.strip_prefix(BASE_PREFIX)).map(|s| s.trim_end_matches(':'));
-            let entries = record.vs.as_deref().and_then(|vs| serde_json::from_str::<Vec<Value>>(vs).ok());
+            let serial = record
+                .bn
+                .as_deref()
+                .and_then(|bn| bn.strip_prefix(BASE_PREFIX))
+                .map(|s| s.trim_end_matches(':'));
+            let entries = record
+                .vs
+                .as_deref()
+                .and_then(|vs| serde_json::from_str::<Vec<Value>>(vs).ok());
             match (serial, entries) {
                 (Some(serial), Some(entries)) if !serial.is_empty() && record.n.as_deref() == Some("metrics") => {
                     shared.registry().declare(serial, &entries, None);
@@ -270,7 +304,9 @@ async fn ask_service(shared: &Shared, service: &str) {
     let Ok(Ok(msg)) = reply else {
         return;
     };
-    let Ok(pack) = senml::decode_pack(&msg.payload) else { return };
+    let Ok(pack) = senml::decode_pack(&msg.payload) else {
+        return;
+    };
     let serial = pack
         .first()
         .and_then(|r| r.bn.as_deref())
@@ -292,8 +328,14 @@ mod tests {
 
     #[test]
     fn names_split_into_serial_and_metric() {
-        assert_eq!(split_name("urn:cpt:device:sn:SN1:cpu:total"), Some(("SN1", "cpu:total")));
-        assert_eq!(split_name("urn:cpt:device:sn:SN1:engine:rpm"), Some(("SN1", "engine:rpm")));
+        assert_eq!(
+            split_name("urn:cpt:device:sn:SN1:cpu:total"),
+            Some(("SN1", "cpu:total"))
+        );
+        assert_eq!(
+            split_name("urn:cpt:device:sn:SN1:engine:rpm"),
+            Some(("SN1", "engine:rpm"))
+        );
         assert_eq!(split_name("urn:cpt:device:sn::cpu"), None);
         assert_eq!(split_name("urn:cpt:device:sn:SN1:"), None);
         assert_eq!(split_name("urn:dev:mac:0024befffe804ff1:temp"), None);

@@ -76,11 +76,15 @@ impl Registry {
         let device = self.devices.entry(serial.to_string()).or_default();
         for entry in entries {
             let Some(obj) = entry.as_object() else { continue };
-            let Some(id) = obj.get("id").and_then(Value::as_str) else { continue };
+            let Some(id) = obj.get("id").and_then(Value::as_str) else {
+                continue;
+            };
             let old = device.metrics.get(id);
             let new = Declared {
                 entry: obj.clone(),
-                service: service.map(str::to_string).or_else(|| old.and_then(|d| d.service.clone())),
+                service: service
+                    .map(str::to_string)
+                    .or_else(|| old.and_then(|d| d.service.clone())),
             };
             if old != Some(&new) {
                 device.metrics.insert(id.to_string(), new);
@@ -101,7 +105,13 @@ impl Registry {
     }
 
     /// `service`'s answers to `GetStatus` and `GetMetrics`, from `serial`.
-    pub fn answered(&mut self, service: &str, serial: Option<&str>, status: Option<Value>, metrics: Option<Vec<Value>>) {
+    pub fn answered(
+        &mut self,
+        service: &str,
+        serial: Option<&str>,
+        status: Option<Value>,
+        metrics: Option<Vec<Value>>,
+    ) {
         if let (Some(serial), Some(entries)) = (serial, &metrics) {
             self.declare(serial, entries, Some(service));
         }
@@ -160,9 +170,9 @@ impl Registry {
                 "metrics": s.metrics,
             });
             let serial = s.device.as_deref().unwrap_or("");
-            let device = devices.entry(serial).or_insert_with(|| {
-                json!({"serial": serial, "last_seen": null, "services": [], "metrics": []})
-            });
+            let device = devices
+                .entry(serial)
+                .or_insert_with(|| json!({"serial": serial, "last_seen": null, "services": [], "metrics": []}));
             if let Some(list) = device.get_mut("services").and_then(Value::as_array_mut) {
                 list.push(entry);
             }

@@ -11,7 +11,7 @@ fn main() -> ExitCode {
     tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
         .with_target(false)
-        .with_max_level(tracing::Level::INFO)
+        .with_max_level(tracing::Level::WARN)
         .init();
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)

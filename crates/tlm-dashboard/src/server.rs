@@ -96,7 +96,11 @@ fn router(app: App) -> Router {
 
 /// `{"error": {"code", "message"}}` with a status.
 fn error(status: StatusCode, code: &str, message: impl Into<String>) -> Response {
-    (status, Json(json!({"error": {"code": code, "message": message.into()}}))).into_response()
+    (
+        status,
+        Json(json!({"error": {"code": code, "message": message.into()}})),
+    )
+        .into_response()
 }
 
 async fn check(State(app): State<App>, request: Request, next: Next) -> Response {
@@ -124,7 +128,11 @@ async fn check(State(app): State<App>, request: Request, next: Next) -> Response
 
 async fn asset(request: Request) -> Response {
     if request.method() != axum::http::Method::GET && request.method() != axum::http::Method::HEAD {
-        return error(StatusCode::METHOD_NOT_ALLOWED, "invalid_request", "only GET is served here");
+        return error(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "invalid_request",
+            "only GET is served here",
+        );
     }
     match crate::assets::asset(request.uri().path()) {
         Some((content_type, body)) => (
@@ -158,7 +166,10 @@ struct SeriesQuery {
     rate: Option<bool>,
 }
 
-async fn series(State(app): State<App>, query: Result<Query<SeriesQuery>, axum::extract::rejection::QueryRejection>) -> Response {
+async fn series(
+    State(app): State<App>,
+    query: Result<Query<SeriesQuery>, axum::extract::rejection::QueryRejection>,
+) -> Response {
     let Query(q) = match query {
         Ok(q) => q,
         Err(e) => {
@@ -173,7 +184,10 @@ async fn series(State(app): State<App>, query: Result<Query<SeriesQuery>, axum::
         return error(
             StatusCode::BAD_REQUEST,
             "invalid_request",
-            format!("from {} to {}: expected finite Unix times with from <= to", q.from, q.to),
+            format!(
+                "from {} to {}: expected finite Unix times with from <= to",
+                q.from, q.to
+            ),
         );
     }
     let width = q.width.unwrap_or(1000).clamp(1, MAX_WIDTH);
@@ -198,7 +212,10 @@ struct CommandsQuery {
     service: String,
 }
 
-async fn commands(State(app): State<App>, query: Result<Query<CommandsQuery>, axum::extract::rejection::QueryRejection>) -> Response {
+async fn commands(
+    State(app): State<App>,
+    query: Result<Query<CommandsQuery>, axum::extract::rejection::QueryRejection>,
+) -> Response {
     let Ok(Query(q)) = query else {
         return error(StatusCode::BAD_REQUEST, "invalid_request", "expected ?service=<name>");
     };
@@ -251,7 +268,11 @@ async fn command(State(app): State<App>, headers: HeaderMap, body: Bytes) -> Res
     let json_body = headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.split(';').next().is_some_and(|t| t.trim().eq_ignore_ascii_case("application/json")));
+        .is_some_and(|v| {
+            v.split(';')
+                .next()
+                .is_some_and(|t| t.trim().eq_ignore_ascii_case("application/json"))
+        });
     if !json_body {
         return error(
             StatusCode::UNSUPPORTED_MEDIA_TYPE,
@@ -263,7 +284,10 @@ async fn command(State(app): State<App>, headers: HeaderMap, body: Bytes) -> Res
         return error(
             StatusCode::PAYLOAD_TOO_LARGE,
             "invalid_request",
-            format!("{} bytes: a command request is at most {MAX_REQUEST_BYTES} bytes", body.len()),
+            format!(
+                "{} bytes: a command request is at most {MAX_REQUEST_BYTES} bytes",
+                body.len()
+            ),
         );
     }
     let request: CommandRequest = match serde_json::from_slice(&body) {
@@ -316,7 +340,11 @@ enum Reply {
 /// Sends one command and reads its one response record.
 async fn call(shared: &Shared, service: &str, command: &str, args: &Value) -> Result<Reply, Response> {
     let name = ServiceName::new(service).map_err(|e| {
-        error(StatusCode::BAD_REQUEST, "invalid_request", format!("service {service:?}: {e}"))
+        error(
+            StatusCode::BAD_REQUEST,
+            "invalid_request",
+            format!("service {service:?}: {e}"),
+        )
     })?;
     let pack = json!([{"n": command, "vs": args.to_string()}]).to_string();
     let subject = name.request_subject();
@@ -326,7 +354,10 @@ async fn call(shared: &Shared, service: &str, command: &str, args: &Value) -> Re
             return Err(error(
                 StatusCode::GATEWAY_TIMEOUT,
                 "timeout",
-                format!("{service} did not answer {command} within {} s", COMMAND_TIMEOUT.as_secs()),
+                format!(
+                    "{service} did not answer {command} within {} s",
+                    COMMAND_TIMEOUT.as_secs()
+                ),
             ));
         }
         Ok(Err(e)) if e.kind() == async_nats::RequestErrorKind::NoResponders => {

@@ -41,7 +41,11 @@ pub fn parse_size(text: &str) -> Result<u64, String> {
         "kB" | "KB" => 1_000,
         "MB" => 1_000_000,
         "GB" => 1_000_000_000,
-        _ => return Err(format!("{text:?}: unit {unit:?}: expected B, KiB, MiB, GiB, kB, MB or GB")),
+        _ => {
+            return Err(format!(
+                "{text:?}: unit {unit:?}: expected B, KiB, MiB, GiB, kB, MB or GB"
+            ));
+        }
     };
     n.checked_mul(factor).ok_or_else(|| format!("{text:?}: too large"))
 }
@@ -58,7 +62,11 @@ mod tests {
         assert_eq!(parse_duration("24h"), Ok(Duration::from_secs(86_400)));
         assert_eq!(parse_duration("7d"), Ok(Duration::from_secs(7 * 86_400)));
         assert_eq!(parse_duration("2w"), Ok(Duration::from_secs(14 * 86_400)));
-        assert!(parse_duration("7").unwrap_err().contains("expected ms, s, m, h, d or w"));
+        assert!(
+            parse_duration("7")
+                .unwrap_err()
+                .contains("expected ms, s, m, h, d or w")
+        );
         assert!(parse_duration("d").unwrap_err().contains("expected a whole number"));
         assert!(parse_duration("1.5h").is_err());
     }

@@ -56,7 +56,10 @@ pub(crate) fn run(conn: &ConnArgs, args: &Args) -> Outcome {
     let program = beside.clone().unwrap_or_else(|| PathBuf::from(PROGRAM));
     let mut command = Command::new(&program);
     // `tlm dashboard --help` shows the dashboard's own help, without tlm's flags in front.
-    let wants_help = args.args.iter().any(|a| a == "--help" || a == "-h" || a == "--version" || a == "-V");
+    let wants_help = args
+        .args
+        .iter()
+        .any(|a| a == "--help" || a == "-h" || a == "--version" || a == "-V");
     if !wants_help {
         command.args(conn_flags(conn));
     }
