@@ -187,6 +187,9 @@ async fn ingest_data(shared: Arc<Shared>, mut sub: async_nats::Subscriber, tx: O
                 continue;
             }
         };
+        // The live JSON is built only while a page listens.
+        let want_live = shared.live.receiver_count() > 0;
+        let mut devices: Vec<String> = Vec::new();
         let mut points = Vec::with_capacity(records.len());
         let mut live: std::collections::BTreeMap<String, Vec<Value>> = Default::default();
         let mut foreign = 0u64;
@@ -195,18 +198,28 @@ async fn ingest_data(shared: Arc<Shared>, mut sub: async_nats::Subscriber, tx: O
                 foreign += 1;
                 continue;
             };
-            let (sample, v) = match r.value {
-                Some(ResolvedValue::Number(x)) if x.is_finite() => (Sample::Number(x), json!(x)),
-                Some(ResolvedValue::String(s)) => (Sample::Text(s.clone()), json!(s)),
-                Some(ResolvedValue::Bool(b)) => (Sample::Bool(b), json!(b)),
+            let sample = match r.value {
+                Some(ResolvedValue::Number(x)) if x.is_finite() => Sample::Number(x),
+                Some(ResolvedValue::String(s)) => Sample::Text(s),
+                Some(ResolvedValue::Bool(b)) => Sample::Bool(b),
                 _ => {
                     foreign += 1;
                     continue;
                 }
             };
-            live.entry(serial.to_string())
-                .or_default()
-                .push(json!({"metric": metric, "t": r.time, "v": v}));
+            if devices.last().is_none_or(|d| d != serial) && !devices.iter().any(|d| d == serial) {
+                devices.push(serial.to_string());
+            }
+            if want_live {
+                let v = match &sample {
+                    Sample::Number(x) => json!(x),
+                    Sample::Text(s) => json!(s),
+                    Sample::Bool(b) => json!(b),
+                };
+                live.entry(serial.to_string())
+                    .or_default()
+                    .push(json!({"metric": metric, "t": r.time, "v": v}));
+            }
             points.push(Point {
                 key: SeriesKey {
                     device: serial.to_string(),
@@ -222,7 +235,7 @@ async fn ingest_data(shared: Arc<Shared>, mut sub: async_nats::Subscriber, tx: O
         shared.counters.add_pack(points.len() as u64);
         {
             let mut registry = shared.registry();
-            for serial in live.keys() {
+            for serial in &devices {
                 registry.saw_device(serial, now);
             }
         }
