@@ -413,6 +413,9 @@ fn history_from_a_jetstream_stream() {
     });
     assert_eq!(got["t"], json!([now - 3.0, now - 2.0, now - 1.0]));
     assert_eq!(got["values"], json!([100.0, 110.0, 120.0]));
+    // Another metric of the same range (served by the same read of the stream).
+    let (_, got) = first.get(&path.replace("line:speed", "line:state"));
+    assert_eq!(got["values"], json!(["s0", "s1", "s2"]), "{got}");
     drop(first);
     // Another dashboard, with nothing of its own, serves the same history.
     let second = Dashboard::start(&url, &["--stream", "TLMHIST"]);
