@@ -395,10 +395,10 @@ fn history_from_a_jetstream_stream() {
     let bn = "urn:cpt:device:sn:SNJS:";
     let packs: Vec<String> = (0..3)
         .map(|i| {
+            let t = now - 3.0 + f64::from(i);
             format!(
-                r#"[{{"bn":"{bn}","n":"line:speed","u":"rpm","v":{},"t":{}}}]"#,
-                100 + i * 10,
-                now - 3.0 + f64::from(i)
+                r#"[{{"bn":"{bn}","n":"line:speed","u":"rpm","v":{},"t":{t}}},{{"bn":"{bn}","n":"line:state","vs":"s{i}","t":{t}}}]"#,
+                100 + i * 10
             )
         })
         .collect();
