@@ -41,14 +41,20 @@
 //!
 //! # Bounds
 //!
-//! [`Store::enforce_retention`] drops the points older than [`Retention::max_age`], then, if the
-//! estimated size of what is stored exceeds [`HIGH_WATER`] of [`Retention::max_bytes`], the
-//! oldest points across all series until it is under [`LOW_WATER`]. The estimate is the point
-//! count times the bytes a point takes in a full chunk, plus the strings and a fixed allowance
-//! per series (see [`StoreStats::estimated_bytes`]); the margin above it leaves room for the
-//! pages a commit copies and for partly filled chunks. redb files do not shrink when entries are
-//! deleted, but freed pages are reused, so the file stops growing once the bound is reached; a
-//! file larger than `max_bytes` at open (a smaller bound than before) is trimmed and compacted.
+//! [`Store::enforce_retention`] drops the points older than [`Retention::max_age`]. The size
+//! bound is kept at every commit as well as there, so a flood between two retention passes
+//! cannot outgrow it: when the estimated size of what is stored exceeds [`HIGH_WATER`] of the
+//! size budget, the oldest points across all series are dropped (one time cut for all series)
+//! until it is under [`LOW_WATER`]. The estimate is the committed point count times the bytes a
+//! point takes in a full chunk, plus the strings and an allowance per series for its partly
+//! filled last chunk and the pages a commit copies (see [`StoreStats::estimated_bytes`]).
+//!
+//! redb files do not shrink when entries are deleted (freed pages are reused), and a redb file
+//! that runs out of pages doubles (up to 4 GiB). So the budget is half of `max_bytes` until the
+//! file has reached the largest size of its doubling sequence under `max_bytes`, and that size
+//! afterwards ([`Store::size_budget`]): the file settles between half of `max_bytes` and all of
+//! it, and the data at about 80–90 % of the file. A file larger than `max_bytes` at open (a
+//! smaller bound than before) is trimmed and compacted.
 
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap};
@@ -465,6 +471,11 @@ impl Store {
     /// or infinite, or if it is a text for a series of numbers or booleans, or the reverse (a
     /// series keeps the kind of its first point until retention has dropped all of its points).
     /// A number in a boolean series, or the reverse, is kept. An error means a commit failed.
+    ///
+    /// When the buffer is due, the append that finds it so commits it, on the caller's thread:
+    /// a few milliseconds once a second (an fsync; longer on a slow flash), and a retention
+    /// pass when the size bound is reached. From async code, call it from `spawn_blocking` or a
+    /// thread of its own if that stall matters.
     pub fn append(&self, points: &[Point]) -> Result<(), StoreError> {
         if points.is_empty() {
             return Ok(());
