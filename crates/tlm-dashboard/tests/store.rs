@@ -600,3 +600,67 @@ fn queries_run_beside_appends() {
     }
     writer.join().unwrap();
 }
+
+#[test]
+fn texts_count_in_the_size_bound_too() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("h.redb");
+    const MAX: u64 = 1 << 20;
+    let store = open(
+        &path,
+        Retention {
+            max_age: DAY,
+            max_bytes: MAX,
+        },
+    );
+    let (log, n) = (key("D", "log"), key("D", "n"));
+    // 3,000 seconds of a 1,000-byte state and a number: the texts alone are 3 MB of strings,
+    // three times the bound.
+    for s in 0..3000u32 {
+        let t = f64::from(s);
+        let line = format!("{s:>6}{}", "x".repeat(994));
+        store.append(&[text(&log, t, &line), num(&n, t, t)]).unwrap();
+        if s % 50 == 49 {
+            store.enforce_retention(t).unwrap();
+            let size = std::fs::metadata(&path).unwrap().len();
+            assert!(size <= MAX, "after {} s the file holds {size} bytes, over {MAX}", s + 1);
+        }
+    }
+    // Every state differs from the one before, so each is a change; the newest are kept, in
+    // one stretch that ends at the last second, and the numbers were cut at the same time.
+    let s = all(&store, &log);
+    assert!(s.raw_points >= 50, "{}", s.raw_points);
+    assert_eq!(*s.t.last().unwrap(), 2999.0);
+    assert_eq!(s.raw_points as f64, 3000.0 - s.t[0]);
+    assert_eq!(texts(&s)[0], format!("{:>6}{}", s.t[0], "x".repeat(994)));
+    let numbers = all(&store, &n);
+    assert_eq!(numbers.t[0], s.t[0]);
+}
+
+#[test]
+fn a_series_emptied_by_retention_may_change_kind() {
+    let dir = tempfile::tempdir().unwrap();
+    let retention = Retention {
+        max_age: Duration::from_secs(60),
+        max_bytes: 1 << 40,
+    };
+    let store = open(&dir.path().join("h.redb"), retention);
+    let k = key("D", "x");
+    store.append(&[text(&k, 0.0, "on")]).unwrap();
+    // A number for a text series: skipped.
+    store.append(&[num(&k, 1.0, 1.0)]).unwrap();
+    assert_eq!(store.stats().unwrap().skipped, 1);
+    // At now = 100 the bound is 40: the text at 0 goes, and the series with it.
+    assert_eq!(store.enforce_retention(100.0).unwrap(), 1);
+    assert!(store.series().unwrap().is_empty());
+    store.append(&[num(&k, 101.0, 5.0)]).unwrap();
+    let s = all(&store, &k);
+    assert_eq!((s.t.as_slice(), numbers(&s)), (&[101.0][..], &[5.0][..]));
+    assert_eq!(store.stats().unwrap().skipped, 1);
+}
+
+#[test]
+fn the_store_can_be_shared_between_threads() {
+    fn shared<T: Send + Sync>() {}
+    shared::<Store>();
+}
