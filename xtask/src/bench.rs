@@ -4,6 +4,8 @@
 //!   against a bare async-nats loop, side by side on one private nats-server).
 //! - `store`: `cargo bench -p tlm-dashboard --bench store` (the dashboard's history: ingest
 //!   rate, a day of 50 metrics, queries at 1,000 columns, file size and memory).
+//! - `dashboard`: `cargo bench -p tlm-dashboard --bench ingest` (the dashboard as a whole: the
+//!   rate it sustains from the broker, a flood, memory, opening a day of 50 series over HTTP).
 //! - `footprint`: each service built in release mode, run at a 1 s poll against a private
 //!   nats-server for `--duration` seconds; resident memory (VmRSS, PSS and USS from
 //!   smaps_rollup, sampled every second) and
@@ -96,11 +98,14 @@ pub(crate) fn run(which: &str, duration: u64) -> Result<()> {
             "publish",
         ])),
         "store" => store(),
+        "dashboard" => sh(cargo().args(["bench", "-p", "tlm-dashboard", "--bench", "ingest"])),
         "footprint" => footprint(duration),
         // Not in `all`: it boots a VM (tests/flash.rs).
         "flash" => crate::system::bench_flash(duration),
         "fsync" => fsync(duration),
-        other => bail!("unknown benchmark `{other}`; expected all, encode, publish, store, footprint, flash or fsync"),
+        other => bail!(
+            "unknown benchmark `{other}`; expected all, encode, publish, store, dashboard, footprint, flash or fsync"
+        ),
     }
 }
 
