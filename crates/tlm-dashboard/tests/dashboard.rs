@@ -506,3 +506,38 @@ fn a_flood_of_packs_does_not_grow_memory_without_bound() {
     let (status, _) = d.get("/api/state");
     assert_eq!(status, 200);
 }
+
+#[test]
+fn services_are_asked_only_while_a_page_looks() {
+    let nats = NatsServer::start();
+    let url = nats.url();
+    let rt = runtime();
+    let _enter = rt.enter();
+    let root = tolomeo_testkit::temp_dir();
+    let requests = rt.block_on(async {
+        let client = async_nats::connect(&url).await.unwrap();
+        tolomeo_testkit::Recorder::start(&client, "commands.probe-svc.req").await
+    });
+    let _svc = TestService::start(&url, "probe-svc", "SNASK");
+    let d = Dashboard::start(&url, &["--data-dir", &data_dir(root.path(), "ask")]);
+    // A new service is asked once, at its first heartbeat, to learn its device and metrics...
+    let first = rt.block_on(requests.wait_until("the first ask", WAIT, |m| !m.is_empty()));
+    let names: Vec<String> = first[0]
+        .json()
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["n"].to_string())
+        .collect();
+    assert_eq!(names, [r#""GetStatus""#, r#""GetMetrics""#]);
+    // ...and then not again while no page asks for the state: its answers are also published
+    // on commands.<service>.res, which the agent may carry to the cloud. The dashboard's round
+    // is 5 s; 7 s hold one.
+    std::thread::sleep(Duration::from_secs(7));
+    assert_eq!(requests.len(), 1, "{:?}", requests.messages());
+    // A page looks: the round resumes, with GetStatus only (the metrics are known).
+    let (status, _) = d.get("/api/state");
+    assert_eq!(status, 200);
+    let asked = rt.block_on(requests.wait_until("a round while the page looks", WAIT, |m| m.len() >= 2));
+    assert_eq!(asked[1].json(), json!([{"n": "GetStatus"}]));
+}
