@@ -8,16 +8,54 @@ use anyhow::{Context, Result, bail};
 
 use crate::{cargo, have, sh};
 
-/// The binaries a device gets: (package, binary).
-pub(crate) const BINARIES: &[(&str, &str)] = &[
-    ("cpu-monitor", "tlm-cpu-monitor"),
-    ("can-engine", "tlm-can-engine"),
-    ("modbus-sensors", "tlm-modbus-sensors"),
-    ("tlm", "tlm"),
+/// A binary a device gets.
+pub(crate) struct Binary {
+    /// The Cargo package that builds it.
+    pub package: &'static str,
+    /// The executable's name.
+    pub name: &'static str,
+}
+
+/// The binaries a device gets (`tlm-dashboard` in a package of its own, on the devices that ask
+/// for it: meta-tolomeo-rust/README.md).
+pub(crate) const BINARIES: &[Binary] = &[
+    Binary {
+        package: "cpu-monitor",
+        name: "tlm-cpu-monitor",
+    },
+    Binary {
+        package: "can-engine",
+        name: "tlm-can-engine",
+    },
+    Binary {
+        package: "modbus-sensors",
+        name: "tlm-modbus-sensors",
+    },
+    Binary {
+        package: "tlm",
+        name: "tlm",
+    },
+    Binary {
+        package: "tlm-dashboard",
+        name: "tlm-dashboard",
+    },
 ];
 
 /// The services (config and unit names).
 pub(crate) const SERVICES: &[&str] = &["cpu-monitor", "can-engine", "modbus-sensors"];
+
+/// The systemd units in packaging/systemd, by name without `.service`; each runs
+/// `/usr/bin/<name>`. `cargo xtask lint` checks that this is every unit there and that the
+/// Yocto recipe ships each.
+pub(crate) const UNITS: &[&str] = &[
+    "tlm-cpu-monitor",
+    "tlm-can-engine",
+    "tlm-modbus-sensors",
+    "tlm-dashboard",
+];
+
+/// The environment files in packaging/default, installed in /etc/default.
+pub(crate) const DEFAULTS: &[&str] = &["tolomeo", "tlm-dashboard"];
 
 /// A target we build for: its triple, C cross compiler, Debian package and qemu-user binary.
 struct Target {
@@ -86,14 +124,14 @@ pub(crate) fn cross_build(triple: &str, check: bool) -> Result<PathBuf> {
     cmd.args(["build", "--release", "--locked", "--target", t.triple])
         .env(format!("CARGO_TARGET_{}_LINKER", env_triple.to_uppercase()), t.gcc)
         .env(format!("CC_{env_triple}"), t.gcc);
-    for (package, _) in BINARIES {
-        cmd.args(["--package", package]);
+    for b in BINARIES {
+        cmd.args(["--package", b.package]);
     }
     sh(&mut cmd)?;
     let dir = PathBuf::from("target").join(t.triple).join("release");
-    for (_, bin) in BINARIES {
-        let size = std::fs::metadata(dir.join(bin)).map(|m| m.len()).unwrap_or(0);
-        println!("{}/{bin}: {:.2} MiB", dir.display(), size as f64 / 1_048_576.0);
+    for b in BINARIES {
+        let size = std::fs::metadata(dir.join(b.name)).map(|m| m.len()).unwrap_or(0);
+        println!("{}/{}: {:.2} MiB", dir.display(), b.name, size as f64 / 1_048_576.0);
     }
     if check {
         qemu_check(t, &dir)?;
@@ -117,8 +155,8 @@ fn qemu_check(t: &Target, dir: &Path) -> Result<()> {
         cmd.args(args).env("DEVICE_SERIAL_NUMBER", "QEMU0001");
         sh(&mut cmd)
     };
-    for (_, bin) in BINARIES {
-        run(&dir.join(bin), &["--version"])?;
+    for b in BINARIES {
+        run(&dir.join(b.name), &["--version"])?;
     }
     for s in SERVICES {
         let config = format!("packaging/config/{s}.toml");
@@ -165,7 +203,7 @@ const LAYOUT: [&str; 5] = [
     "etc/default",
 ];
 
-/// The binaries in `bins` with the units, configurations, environment file and sysusers.d
+/// The binaries in `bins` with the units, configurations, environment files and sysusers.d
 /// file, laid out in `stage` as on the device (what the Yocto packages install). The system
 /// tests install it into their guest.
 pub(crate) fn layout(bins: &Path, stage: &Path) -> Result<()> {
@@ -179,23 +217,27 @@ pub(crate) fn layout(bins: &Path, stage: &Path) -> Result<()> {
         Path::new("packaging/sysusers/tolomeo-rust.conf"),
         &stage.join("usr/lib/sysusers.d/tolomeo-rust.conf"),
     )?;
-    for (_, bin) in BINARIES {
-        copy(&bins.join(bin), &stage.join("usr/bin").join(bin))?;
+    for b in BINARIES {
+        copy(&bins.join(b.name), &stage.join("usr/bin").join(b.name))?;
+    }
+    for unit in UNITS {
+        copy(
+            Path::new(&format!("packaging/systemd/{unit}.service")),
+            &stage.join(format!("lib/systemd/system/{unit}.service")),
+        )?;
     }
     for s in SERVICES {
-        copy(
-            Path::new(&format!("packaging/systemd/tlm-{s}.service")),
-            &stage.join(format!("lib/systemd/system/tlm-{s}.service")),
-        )?;
         copy(
             Path::new(&format!("packaging/config/{s}.toml")),
             &stage.join(format!("etc/tolomeo/{s}.toml")),
         )?;
     }
-    copy(
-        Path::new("packaging/default/tolomeo"),
-        &stage.join("etc/default/tolomeo"),
-    )?;
+    for name in DEFAULTS {
+        copy(
+            Path::new(&format!("packaging/default/{name}")),
+            &stage.join(format!("etc/default/{name}")),
+        )?;
+    }
     Ok(())
 }
 
