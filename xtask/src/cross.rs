@@ -14,30 +14,42 @@ pub(crate) struct Binary {
     pub package: &'static str,
     /// The executable's name.
     pub name: &'static str,
+    /// The largest release build allowed, in bytes, checked by every cross build.
+    pub max_bytes: Option<u64>,
 }
 
-/// The binaries a device gets (`tlm-dashboard` in a package of its own, on the devices that ask
-/// for it: meta-tolomeo-rust/README.md).
+/// The size budget of what every device gets (BENCHMARKS.md: at most 4 MiB each): the services
+/// and `tlm`.
+const DEVICE_BUDGET: Option<u64> = Some(4 * 1024 * 1024);
+
+/// The binaries a device gets. `tlm-dashboard` is a package of its own, on the devices that ask
+/// for it (meta-tolomeo-rust/README.md), and has no budget: whatever it weighs, `tlm` does not
+/// grow.
 pub(crate) const BINARIES: &[Binary] = &[
     Binary {
         package: "cpu-monitor",
         name: "tlm-cpu-monitor",
+        max_bytes: DEVICE_BUDGET,
     },
     Binary {
         package: "can-engine",
         name: "tlm-can-engine",
+        max_bytes: DEVICE_BUDGET,
     },
     Binary {
         package: "modbus-sensors",
         name: "tlm-modbus-sensors",
+        max_bytes: DEVICE_BUDGET,
     },
     Binary {
         package: "tlm",
         name: "tlm",
+        max_bytes: DEVICE_BUDGET,
     },
     Binary {
         package: "tlm-dashboard",
         name: "tlm-dashboard",
+        max_bytes: None,
     },
 ];
 
@@ -129,14 +141,52 @@ pub(crate) fn cross_build(triple: &str, check: bool) -> Result<PathBuf> {
     }
     sh(&mut cmd)?;
     let dir = PathBuf::from("target").join(t.triple).join("release");
-    for b in BINARIES {
-        let size = std::fs::metadata(dir.join(b.name)).map(|m| m.len()).unwrap_or(0);
-        println!("{}/{}: {:.2} MiB", dir.display(), b.name, size as f64 / 1_048_576.0);
-    }
+    sizes(&dir)?;
     if check {
         qemu_check(t, &dir)?;
     }
     Ok(dir)
+}
+
+/// Print each binary's size; fail when one is over its budget.
+fn sizes(dir: &Path) -> Result<()> {
+    let mut over = Vec::new();
+    for b in BINARIES {
+        let path = dir.join(b.name);
+        let size = std::fs::metadata(&path)
+            .with_context(|| format!("cargo built no {}", path.display()))?
+            .len();
+        let budget = match b.max_bytes {
+            Some(max) => {
+                if size > max {
+                    over.push(format!(
+                        "{}: {} bytes ({}), over its budget of {} bytes ({})",
+                        path.display(),
+                        size,
+                        mib(size),
+                        max,
+                        mib(max)
+                    ));
+                }
+                format!("budget {}", mib(max))
+            }
+            None => "no budget: a package of its own".to_string(),
+        };
+        println!("{}: {} ({size} bytes; {budget})", path.display(), mib(size));
+    }
+    if !over.is_empty() {
+        bail!(
+            "release binaries over their size budget (BINARIES in xtask/src/cross.rs; the device's \
+             flash budget is in BENCHMARKS.md):\n  {}\nfind what grew with `cargo tree -p <package> -e normal` \
+             or `cargo bloat`; move optional code behind a feature or into a crate of its own",
+            over.join("\n  ")
+        );
+    }
+    Ok(())
+}
+
+fn mib(bytes: u64) -> String {
+    format!("{:.2} MiB", bytes as f64 / 1_048_576.0)
 }
 
 /// Each binary under qemu-user: `--version`, and `--check-config` on its default config.
