@@ -121,7 +121,8 @@ fn main_stages(skip: Skip, t: &mut Timings) -> Result<()> {
     if skip.demo {
         t.skipped("demo");
     } else {
-        // The newcomer's command, for 20 s: it fails unless all three services were seen.
+        // The newcomer's command, for 20 s: it fails unless all three services were seen, and
+        // the dashboard answered GET /api/state with the telemetry it received.
         t.stage("demo", || demo::run(Some(20)))?;
     }
     // The 5-minute soak measures memory, not speed: it runs beside the stages that follow,

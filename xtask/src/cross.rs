@@ -8,16 +8,66 @@ use anyhow::{Context, Result, bail};
 
 use crate::{cargo, have, sh};
 
-/// The binaries a device gets: (package, binary).
-pub(crate) const BINARIES: &[(&str, &str)] = &[
-    ("cpu-monitor", "tlm-cpu-monitor"),
-    ("can-engine", "tlm-can-engine"),
-    ("modbus-sensors", "tlm-modbus-sensors"),
-    ("tlm", "tlm"),
+/// A binary a device gets.
+pub(crate) struct Binary {
+    /// The Cargo package that builds it.
+    pub package: &'static str,
+    /// The executable's name.
+    pub name: &'static str,
+    /// The largest release build allowed, in bytes, checked by every cross build.
+    pub max_bytes: Option<u64>,
+}
+
+/// The size budget of what every device gets (BENCHMARKS.md: at most 4 MiB each): the services
+/// and `tlm`.
+const DEVICE_BUDGET: Option<u64> = Some(4 * 1024 * 1024);
+
+/// The binaries a device gets. `tlm-dashboard` is a package of its own, on the devices that ask
+/// for it (meta-tolomeo-rust/README.md), and has no budget: whatever it weighs, `tlm` does not
+/// grow.
+pub(crate) const BINARIES: &[Binary] = &[
+    Binary {
+        package: "cpu-monitor",
+        name: "tlm-cpu-monitor",
+        max_bytes: DEVICE_BUDGET,
+    },
+    Binary {
+        package: "can-engine",
+        name: "tlm-can-engine",
+        max_bytes: DEVICE_BUDGET,
+    },
+    Binary {
+        package: "modbus-sensors",
+        name: "tlm-modbus-sensors",
+        max_bytes: DEVICE_BUDGET,
+    },
+    Binary {
+        package: "tlm",
+        name: "tlm",
+        max_bytes: DEVICE_BUDGET,
+    },
+    Binary {
+        package: "tlm-dashboard",
+        name: "tlm-dashboard",
+        max_bytes: None,
+    },
 ];
 
 /// The services (config and unit names).
 pub(crate) const SERVICES: &[&str] = &["cpu-monitor", "can-engine", "modbus-sensors"];
+
+/// The systemd units in packaging/systemd, by name without `.service`; each runs
+/// `/usr/bin/<name>`. `cargo xtask lint` checks that this is every unit there and that the
+/// Yocto recipe ships each.
+pub(crate) const UNITS: &[&str] = &[
+    "tlm-cpu-monitor",
+    "tlm-can-engine",
+    "tlm-modbus-sensors",
+    "tlm-dashboard",
+];
+
+/// The environment files in packaging/default, installed in /etc/default.
+pub(crate) const DEFAULTS: &[&str] = &["tolomeo", "tlm-dashboard"];
 
 /// A target we build for: its triple, C cross compiler, Debian package and qemu-user binary.
 struct Target {
@@ -86,19 +136,57 @@ pub(crate) fn cross_build(triple: &str, check: bool) -> Result<PathBuf> {
     cmd.args(["build", "--release", "--locked", "--target", t.triple])
         .env(format!("CARGO_TARGET_{}_LINKER", env_triple.to_uppercase()), t.gcc)
         .env(format!("CC_{env_triple}"), t.gcc);
-    for (package, _) in BINARIES {
-        cmd.args(["--package", package]);
+    for b in BINARIES {
+        cmd.args(["--package", b.package]);
     }
     sh(&mut cmd)?;
     let dir = PathBuf::from("target").join(t.triple).join("release");
-    for (_, bin) in BINARIES {
-        let size = std::fs::metadata(dir.join(bin)).map(|m| m.len()).unwrap_or(0);
-        println!("{}/{bin}: {:.2} MiB", dir.display(), size as f64 / 1_048_576.0);
-    }
+    sizes(&dir)?;
     if check {
         qemu_check(t, &dir)?;
     }
     Ok(dir)
+}
+
+/// Print each binary's size; fail when one is over its budget.
+fn sizes(dir: &Path) -> Result<()> {
+    let mut over = Vec::new();
+    for b in BINARIES {
+        let path = dir.join(b.name);
+        let size = std::fs::metadata(&path)
+            .with_context(|| format!("cargo built no {}", path.display()))?
+            .len();
+        let budget = match b.max_bytes {
+            Some(max) => {
+                if size > max {
+                    over.push(format!(
+                        "{}: {} bytes ({}), over its budget of {} bytes ({})",
+                        path.display(),
+                        size,
+                        mib(size),
+                        max,
+                        mib(max)
+                    ));
+                }
+                format!("budget {}", mib(max))
+            }
+            None => "no budget: a package of its own".to_string(),
+        };
+        println!("{}: {} ({size} bytes; {budget})", path.display(), mib(size));
+    }
+    if !over.is_empty() {
+        bail!(
+            "release binaries over their size budget (BINARIES in xtask/src/cross.rs; the device's \
+             flash budget is in BENCHMARKS.md):\n  {}\nfind what grew with `cargo tree -p <package> -e normal` \
+             or `cargo bloat`; move optional code behind a feature or into a crate of its own",
+            over.join("\n  ")
+        );
+    }
+    Ok(())
+}
+
+fn mib(bytes: u64) -> String {
+    format!("{:.2} MiB", bytes as f64 / 1_048_576.0)
 }
 
 /// Each binary under qemu-user: `--version`, and `--check-config` on its default config.
@@ -117,8 +205,8 @@ fn qemu_check(t: &Target, dir: &Path) -> Result<()> {
         cmd.args(args).env("DEVICE_SERIAL_NUMBER", "QEMU0001");
         sh(&mut cmd)
     };
-    for (_, bin) in BINARIES {
-        run(&dir.join(bin), &["--version"])?;
+    for b in BINARIES {
+        run(&dir.join(b.name), &["--version"])?;
     }
     for s in SERVICES {
         let config = format!("packaging/config/{s}.toml");
@@ -165,7 +253,7 @@ const LAYOUT: [&str; 5] = [
     "etc/default",
 ];
 
-/// The binaries in `bins` with the units, configurations, environment file and sysusers.d
+/// The binaries in `bins` with the units, configurations, environment files and sysusers.d
 /// file, laid out in `stage` as on the device (what the Yocto packages install). The system
 /// tests install it into their guest.
 pub(crate) fn layout(bins: &Path, stage: &Path) -> Result<()> {
@@ -179,23 +267,27 @@ pub(crate) fn layout(bins: &Path, stage: &Path) -> Result<()> {
         Path::new("packaging/sysusers/tolomeo-rust.conf"),
         &stage.join("usr/lib/sysusers.d/tolomeo-rust.conf"),
     )?;
-    for (_, bin) in BINARIES {
-        copy(&bins.join(bin), &stage.join("usr/bin").join(bin))?;
+    for b in BINARIES {
+        copy(&bins.join(b.name), &stage.join("usr/bin").join(b.name))?;
+    }
+    for unit in UNITS {
+        copy(
+            Path::new(&format!("packaging/systemd/{unit}.service")),
+            &stage.join(format!("lib/systemd/system/{unit}.service")),
+        )?;
     }
     for s in SERVICES {
-        copy(
-            Path::new(&format!("packaging/systemd/tlm-{s}.service")),
-            &stage.join(format!("lib/systemd/system/tlm-{s}.service")),
-        )?;
         copy(
             Path::new(&format!("packaging/config/{s}.toml")),
             &stage.join(format!("etc/tolomeo/{s}.toml")),
         )?;
     }
-    copy(
-        Path::new("packaging/default/tolomeo"),
-        &stage.join("etc/default/tolomeo"),
-    )?;
+    for name in DEFAULTS {
+        copy(
+            Path::new(&format!("packaging/default/{name}")),
+            &stage.join(format!("etc/default/{name}")),
+        )?;
+    }
     Ok(())
 }
 

@@ -1,15 +1,18 @@
 //! `cargo xtask demo`: the whole system on this machine, with one command.
 //!
-//! Builds the services, `tlm` and the boiler simulator; starts a private nats-server, the
-//! simulator (a Modbus TCP boiler) and the three services (cpu-monitor on this host,
-//! can-engine replaying the bundled engine recording in a loop, modbus-sensors reading the
-//! simulator); lists the live services, sends a command round trip, and shows `tlm watch`
-//! until Ctrl-C or `--duration`. Everything it starts is stopped at the end. A second
-//! `tlm watch --json` records what was published, so the demo checks itself: it fails when a
-//! service showed no telemetry (CI runs it that way).
+//! Builds the services, `tlm`, `tlm-dashboard` and the boiler simulator; starts a private
+//! nats-server, the simulator (a Modbus TCP boiler), the three services (cpu-monitor on this
+//! host, can-engine replaying the bundled engine recording in a loop, modbus-sensors reading
+//! the simulator) and the dashboard on a free port of 127.0.0.1, with commands enabled; prints
+//! the dashboard's address with its token, lists the live services, sends a command round trip,
+//! and shows `tlm watch` until Ctrl-C or `--duration`. Everything it starts is stopped at the
+//! end. A second `tlm watch --json` records what was published, so the demo checks itself: it
+//! fails when a service showed no telemetry, or when the dashboard does not answer
+//! `GET /api/state` with the telemetry it received (CI runs it that way).
 
 use std::collections::BTreeMap;
-use std::net::TcpListener;
+use std::io::{BufRead, BufReader, IsTerminal, Read, Write};
+use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -79,6 +82,8 @@ pub(crate) struct Launch {
     pub cpu_poll_ms: u64,
     /// Where the logs go, under target/.
     pub work_dir: &'static str,
+    /// Build tlm-dashboard too (in the same cargo build).
+    pub dashboard: bool,
 }
 
 /// Build and start a private nats-server, the boiler simulator and the three services.
@@ -87,7 +92,10 @@ pub(crate) fn launch(how: &Launch) -> Result<System> {
     let profile = if how.release { "release" } else { "debug" };
     // cargo's own progress: a first build compiles about 300 crates (minutes on 2 cores), and
     // a quiet one looks hung.
-    eprintln!("building the services, tlm and the boiler simulator ({profile} build)");
+    eprintln!(
+        "building the services, tlm{} and the boiler simulator ({profile} build)",
+        if how.dashboard { ", tlm-dashboard" } else { "" }
+    );
     let mut build = cargo();
     build.args([
         "build",
@@ -99,10 +107,11 @@ pub(crate) fn launch(how: &Launch) -> Result<System> {
         "modbus-sensors",
         "-p",
         "tlm",
-        "--bins",
-        "--example",
-        "boiler_sim",
     ]);
+    if how.dashboard {
+        build.args(["-p", "tlm-dashboard"]);
+    }
+    build.args(["--bins", "--example", "boiler_sim"]);
     if how.release {
         build.arg("--release");
     }
@@ -185,8 +194,10 @@ pub(crate) fn run(duration: Option<u64>) -> Result<()> {
         can_log: "services/can-engine/data/engine.log",
         cpu_poll_ms: 2000,
         work_dir: "demo",
+        dashboard: true,
     })?;
     let bin = |name: &str| PathBuf::from("target/debug").join(name);
+    let dashboard = start_dashboard(&mut procs, &url, &work)?;
     let record = work.join("watch.jsonl");
     procs.spawn(
         "recorder",
@@ -219,6 +230,7 @@ pub(crate) fn run(duration: Option<u64>) -> Result<()> {
             r#"{"device":"boiler","register":"flow_temp"}"#,
         ])
         .status();
+    dashboard.announce(&work, duration.is_none())?;
     println!(
         "\n== Live telemetry (tlm watch){}:\n",
         match duration {
@@ -233,6 +245,8 @@ pub(crate) fn run(duration: Option<u64>) -> Result<()> {
     }
     let _ = watch.status();
 
+    // Asked while everything still runs; judged after the summary, with the rest.
+    let dashboard_seen = dashboard.state();
     drop(procs);
     let seen = summarize(&record)?;
     println!("\n== Telemetry seen:");
@@ -256,11 +270,191 @@ pub(crate) fn run(duration: Option<u64>) -> Result<()> {
             missing.push(*service);
         }
     }
+    let dashboard_problem = match &dashboard_seen {
+        Ok(seen) => {
+            println!("   tlm-dashboard: {seen}");
+            None
+        }
+        Err(e) => Some(format!("{e:#}")),
+    };
     println!("== Logs of this run: {}", work.display());
     if !missing.is_empty() {
         bail!("no telemetry from {}; see the logs above", missing.join(", "));
     }
+    if let Some(problem) = dashboard_problem {
+        bail!("{problem}\n(its log: {})", work.join("dashboard.log").display());
+    }
     Ok(())
+}
+
+/// The dashboard of the demo: where it listens, and what it printed about it.
+struct Dashboard {
+    addr: String,
+    /// Its lines about where to open it (`listening on`, and the token URL).
+    lines: Vec<String>,
+}
+
+/// Starts `tlm-dashboard` on a free port, history in `<work>/dashboard`, commands enabled, and
+/// waits for it to say where it listens. What it prints goes on into `<work>/dashboard.log`.
+fn start_dashboard(procs: &mut Procs, url: &str, work: &Path) -> Result<Dashboard> {
+    let addr = format!("127.0.0.1:{}", free_port()?);
+    let log = work.join("dashboard.log");
+    // Both of its streams into one log, each write at the end (O_APPEND).
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&log)
+        .with_context(|| format!("cannot create {}", log.display()))?;
+    let mut copy = file.try_clone()?;
+    let mut cmd = Command::new("target/debug/tlm-dashboard");
+    cmd.args(["--server", url, "--listen", &addr, "--enable-commands", "--data-dir"])
+        .arg(work.join("dashboard"))
+        .env_remove("STATE_DIRECTORY")
+        .stdout(Stdio::piped())
+        .stderr(file);
+    eprintln!("$ {}", crate::describe(&cmd));
+    let mut child = cmd.spawn().context("cannot start target/debug/tlm-dashboard")?;
+    let stdout = child.stdout.take().context("tlm-dashboard's stdout")?;
+    procs.0.push(("tlm-dashboard".to_string(), child));
+    // Its stdout, line by line, to this thread and to the log.
+    let (tx, rx) = std::sync::mpsc::channel::<String>();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(|l| l.ok()) {
+            let _ = writeln!(copy, "{line}");
+            let _ = tx.send(line);
+        }
+    });
+    // A debug build opens its store and reaches the broker in well under a second.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let mut lines = Vec::new();
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        match rx.recv_timeout(left) {
+            Ok(line) => {
+                let done = line.contains("#token=") || line.contains("commands disabled");
+                if line.contains("listening on") || done {
+                    lines.push(line);
+                }
+                if done {
+                    break;
+                }
+            }
+            Err(e) => {
+                let why = match e {
+                    std::sync::mpsc::RecvTimeoutError::Timeout => "did not say within 30 s where it listens",
+                    std::sync::mpsc::RecvTimeoutError::Disconnected => "stopped before it listened",
+                };
+                let text = std::fs::read_to_string(&log).unwrap_or_default();
+                let tail: Vec<&str> = text.lines().rev().take(10).collect();
+                bail!(
+                    "tlm-dashboard {why} (expected `tlm-dashboard: listening on http://{addr}/` on its \
+                     stdout); the end of {}:\n  {}",
+                    log.display(),
+                    tail.into_iter().rev().collect::<Vec<_>>().join("\n  ")
+                );
+            }
+        }
+    }
+    Ok(Dashboard { addr, lines })
+}
+
+impl Dashboard {
+    /// Shows where to open it, in a box, and keeps the address in `<work>/dashboard.url`.
+    /// `tlm watch` redraws the whole terminal, so on a terminal the demo waits for Enter first.
+    fn announce(&self, work: &Path, interactive: bool) -> Result<()> {
+        let url = self
+            .lines
+            .iter()
+            .find_map(|l| l.split("open ").nth(1))
+            .map(str::to_string)
+            .unwrap_or_else(|| format!("http://{}/", self.addr));
+        std::fs::write(work.join("dashboard.url"), format!("{url}\n"))?;
+        let rule = "=".repeat(78);
+        println!("\n{rule}\n== The dashboard, in a browser on this machine:\n==");
+        for line in &self.lines {
+            println!("==   {line}");
+        }
+        println!(
+            "==\n== (the address is also in {}; it stops with the demo)\n{rule}",
+            work.join("dashboard.url").display()
+        );
+        if interactive && std::io::stdin().is_terminal() && std::io::stdout().is_terminal() {
+            print!("\nOpen it now; press Enter for tlm watch, which takes over this terminal... ");
+            std::io::stdout().flush()?;
+            let mut answer = String::new();
+            std::io::stdin().read_line(&mut answer)?;
+        }
+        Ok(())
+    }
+
+    /// `GET /api/state`: answered with 200, and the dashboard received telemetry. Returns what
+    /// it saw, for the summary.
+    fn state(&self) -> Result<String> {
+        let (status, body) = http_get(&self.addr, "/api/state")
+            .with_context(|| format!("tlm-dashboard did not answer GET http://{}/api/state", self.addr))?;
+        if status != 200 {
+            bail!(
+                "tlm-dashboard answered GET http://{}/api/state with {status}, expected 200: {}",
+                self.addr,
+                body.chars().take(300).collect::<String>()
+            );
+        }
+        let state: serde_json::Value = serde_json::from_str(&body).with_context(|| {
+            format!(
+                "GET http://{}/api/state is not JSON: {}",
+                self.addr,
+                body.chars().take(300).collect::<String>()
+            )
+        })?;
+        let packs = state.pointer("/ingest/packs").and_then(|v| v.as_u64()).unwrap_or(0);
+        if packs == 0 {
+            bail!(
+                "tlm-dashboard received no telemetry: GET http://{}/api/state has ingest.packs {}, expected more than 0",
+                self.addr,
+                state
+                    .pointer("/ingest/packs")
+                    .map_or("missing".to_string(), |v| v.to_string())
+            );
+        }
+        let mut services: Vec<&str> = state
+            .get("devices")
+            .and_then(|d| d.as_array())
+            .into_iter()
+            .flatten()
+            .filter_map(|d| d.get("services").and_then(|s| s.as_array()))
+            .flatten()
+            .filter(|s| s.get("alive").and_then(|a| a.as_bool()) == Some(true))
+            .filter_map(|s| s.get("name").and_then(|n| n.as_str()))
+            .collect();
+        services.sort_unstable();
+        Ok(format!(
+            "GET /api/state 200: {packs} packs received; services alive: {}",
+            if services.is_empty() {
+                "none".to_string()
+            } else {
+                services.join(", ")
+            }
+        ))
+    }
+}
+
+/// A GET over HTTP/1.0 (the answer ends when the connection closes): status and body.
+fn http_get(addr: &str, path: &str) -> Result<(u16, String)> {
+    let mut stream = TcpStream::connect(addr).with_context(|| format!("cannot connect to {addr}"))?;
+    stream.set_read_timeout(Some(Duration::from_secs(10)))?;
+    write!(
+        stream,
+        "GET {path} HTTP/1.0\r\nHost: {addr}\r\nAccept: application/json\r\n\r\n"
+    )?;
+    let mut answer = String::new();
+    stream.read_to_string(&mut answer)?;
+    let (head, body) = answer.split_once("\r\n\r\n").unwrap_or((&answer, ""));
+    let status = head
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .with_context(|| format!("not an HTTP answer: {}", head.lines().next().unwrap_or_default()))?;
+    Ok((status, body.to_string()))
 }
 
 /// Metric name -> records seen, from `tlm watch --json` lines (names carry the base name).

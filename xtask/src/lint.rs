@@ -1,6 +1,9 @@
 //! `cargo xtask lint`: the Yocto layer and the systemd units, checked as CI checks them.
 //!
 //! - the recipe's crate list and version are in step with Cargo.lock and Cargo.toml;
+//! - every unit of packaging/systemd is in `cross::UNITS` (so `cargo xtask dist` ships it and
+//!   this checks it), and the recipe builds every binary and packages every unit and
+//!   environment file;
 //! - `oelint-adv` (pinned) finds nothing on the layer, with the suppressions listed here;
 //! - `systemd-analyze verify` is clean and `systemd-analyze security --offline=yes` rates
 //!   every unit at most 2.5.
@@ -10,7 +13,7 @@ use std::process::Command;
 
 use anyhow::{Context, Result, bail};
 
-use crate::cross::{SERVICES, workspace_version};
+use crate::cross::{BINARIES, DEFAULTS, UNITS, workspace_version};
 use crate::recipe;
 use crate::{setup, sh};
 
@@ -33,6 +36,7 @@ const MAX_EXPOSURE: f64 = 2.5;
 
 pub(crate) fn run() -> Result<()> {
     recipe_in_sync()?;
+    everything_shipped()?;
     oelint()?;
     units()?;
     println!("xtask lint: layer and units are clean");
@@ -57,6 +61,91 @@ fn recipe_in_sync() -> Result<()> {
         );
     }
     println!("recipe: crate list and version match Cargo.lock and Cargo.toml {version}");
+    Ok(())
+}
+
+/// What packaging/ holds is listed in xtask (dist, this lint) and shipped by the recipe: a new
+/// unit, environment file or binary cannot be left out of one of them.
+fn everything_shipped() -> Result<()> {
+    let mut problems = Vec::new();
+    let on_disk = |dir: &str, suffix: &str| -> Result<Vec<String>> {
+        let mut names: Vec<String> = std::fs::read_dir(dir)
+            .with_context(|| format!("cannot read {dir}"))?
+            .filter_map(|e| e.ok())
+            .filter_map(|e| e.file_name().to_str().map(str::to_string))
+            .filter_map(|n| n.strip_suffix(suffix).map(str::to_string))
+            .collect();
+        names.sort();
+        Ok(names)
+    };
+    for unit in on_disk("packaging/systemd", ".service")? {
+        if !UNITS.contains(&unit.as_str()) {
+            problems.push(format!(
+                "packaging/systemd/{unit}.service is not in UNITS (xtask/src/cross.rs): add it there, \
+                 so that `cargo xtask dist` ships it and this lint checks it"
+            ));
+        }
+    }
+    for name in on_disk("packaging/default", "")? {
+        if !DEFAULTS.contains(&name.as_str()) {
+            problems.push(format!(
+                "packaging/default/{name} is not in DEFAULTS (xtask/src/cross.rs): add it there, \
+                 so that `cargo xtask dist` ships it"
+            ));
+        }
+    }
+    let path = recipe::recipe_path();
+    let recipe = std::fs::read_to_string(&path).with_context(|| format!("cannot read {}", path.display()))?;
+    let shipped = |what: &str| recipe.contains(what);
+    for b in BINARIES {
+        if !shipped(&format!("--package {}", b.package)) {
+            problems.push(format!(
+                "{}: CARGO_BUILD_FLAGS does not build the package {} (expected `--package {}`)",
+                path.display(),
+                b.package,
+                b.package
+            ));
+        }
+        if !shipped(&format!("${{bindir}}/{}", b.name)) {
+            problems.push(format!(
+                "{}: no package has {} (expected `${{bindir}}/{}` in a FILES:<package> line)",
+                path.display(),
+                b.name,
+                b.name
+            ));
+        }
+    }
+    for unit in UNITS {
+        // The services' units are installed by a loop over TOLOMEO_SERVICES, so look for the
+        // SYSTEMD_SERVICE line, which every unit needs.
+        if !recipe
+            .lines()
+            .any(|l| l.starts_with("SYSTEMD_SERVICE:") && l.contains(&format!("\"{unit}.service\"")))
+        {
+            problems.push(format!(
+                "{}: {unit}.service is in no package (expected `SYSTEMD_SERVICE:<package> = \"{unit}.service\"`)",
+                path.display()
+            ));
+        }
+    }
+    for name in DEFAULTS {
+        if !shipped(&format!("${{sysconfdir}}/default/{name}")) {
+            problems.push(format!(
+                "{}: /etc/default/{name} is in no package (expected `${{sysconfdir}}/default/{name}` \
+                 in a FILES:<package> line)",
+                path.display()
+            ));
+        }
+    }
+    if !problems.is_empty() {
+        bail!("packaging and the recipe disagree:\n  {}", problems.join("\n  "));
+    }
+    println!(
+        "packaging: {} units, {} environment files and {} binaries, each shipped by dist and the recipe",
+        UNITS.len(),
+        DEFAULTS.len(),
+        BINARIES.len()
+    );
     Ok(())
 }
 
@@ -119,13 +208,13 @@ fn units() -> Result<()> {
         .args(["-r", "/lib/systemd/system"])
         .arg(root.join("lib/systemd/")))?;
     let mut names = Vec::new();
-    for s in SERVICES {
-        let unit = format!("tlm-{s}.service");
+    for name in UNITS {
+        let unit = format!("{name}.service");
         std::fs::copy(
             format!("packaging/systemd/{unit}"),
             root.join("etc/systemd/system").join(&unit),
         )?;
-        let bin = root.join("usr/bin").join(format!("tlm-{s}"));
+        let bin = root.join("usr/bin").join(name);
         std::fs::write(&bin, "#!/bin/sh\n")?;
         sh(Command::new("chmod").arg("+x").arg(&bin))?;
         names.push(unit);

@@ -14,8 +14,8 @@
 //! - `cargo xtask fuzz [TARGET] [--runs N]`: the libFuzzer targets in fuzz/.
 //! - `cargo xtask system-test [FILTER]`: tests/ in a VM: SocketCAN on a real kernel, the
 //!   systemd units under a real systemd.
-//! - `cargo xtask demo [--duration S]`: all three services, a broker, a simulated boiler and
-//!   `tlm watch`, on this machine.
+//! - `cargo xtask demo [--duration S]`: all three services, a broker, a simulated boiler,
+//!   `tlm-dashboard` and `tlm watch`, on this machine.
 //! - `cargo xtask soak [--minutes M]`: the same system under load; memory must stay flat.
 //!
 //! One flags definition below; one module per subcommand.
@@ -120,9 +120,10 @@ enum Task {
         #[arg(long)]
         release: bool,
     },
-    /// The whole system on this machine: broker, simulated boiler, the three services, tlm watch
+    /// The whole system on this machine: broker, simulated boiler, the three services, the
+    /// dashboard (its address printed), tlm watch
     Demo {
-        /// Show tlm watch for this many seconds, then stop (default: until Ctrl-C)
+        /// Show tlm watch for this many seconds, then stop (default: after Enter, until Ctrl-C)
         #[arg(long)]
         duration: Option<u64>,
     },

@@ -23,6 +23,7 @@ pub(crate) fn run(minutes: u64, release: bool, sample_s: u64, max_growth_kib: u6
         can_log: "services/can-engine/bench/engine-100hz.log",
         cpu_poll_ms: 1000,
         work_dir: "soak",
+        dashboard: false,
     })?;
     let services: Vec<(String, u32)> = procs
         .0

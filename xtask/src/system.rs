@@ -417,10 +417,10 @@ fn dist(stage: &Path, release: bool) -> Result<()> {
         return crate::cross::layout(&bins, stage);
     }
     crate::cross::layout(Path::new("target/debug"), stage)?;
-    for (_, bin) in crate::cross::BINARIES {
+    for b in crate::cross::BINARIES {
         sh(Command::new("strip")
             .arg("--strip-debug")
-            .arg(stage.join("usr/bin").join(bin)))?;
+            .arg(stage.join("usr/bin").join(b.name)))?;
     }
     Ok(())
 }

@@ -12,7 +12,8 @@
 //! 3. The crate list: every crate of `tolomeo-rust-crates.inc` downloaded from the crate
 //!    registry into `DL_DIR`, `bitbake -c unpack tolomeo-rust` offline (BitBake checks each
 //!    file against the recipe's sha256 and vendors them as OE-core's cargo classes do), then
-//!    `cargo build --offline --frozen` of the four binaries against that vendor directory only.
+//!    `cargo build --offline --frozen` of the device's binaries (`cross::BINARIES`) against that
+//!    vendor directory only.
 //!
 //! When the layer, the systemd units or `Cargo.lock` changed since the last pass (or with
 //! `--check-layer`): OE-core's `yocto-check-layer`, in a build directory of its own.
@@ -429,8 +430,8 @@ INHERIT:remove = "uninative"
             .args(["build", "--offline", "--frozen", "--bins"])
             .env("CARGO_HOME", &cargo_home)
             .env("CARGO_TARGET_DIR", self.work.join("cargo-target"));
-        for (package, _) in cross::BINARIES {
-            cmd.args(["--package", package]);
+        for b in cross::BINARIES {
+            cmd.args(["--package", b.package]);
         }
         // Into a log, not the console: cargo xtask ci runs this beside other stages.
         let log = self.log("crates-build");
@@ -456,8 +457,9 @@ INHERIT:remove = "uninative"
             );
         }
         println!(
-            "yocto: {} crates fetched, checked by BitBake against the recipe and vendored; the four binaries build offline from them",
-            crates.len()
+            "yocto: {} crates fetched, checked by BitBake against the recipe and vendored; the {} binaries build offline from them",
+            crates.len(),
+            cross::BINARIES.len()
         );
         Ok(())
     }

@@ -13,6 +13,8 @@ inherit packagegroup tolomeo_rust_source
 # below. Building this group, or an image with it, still says why tolomeo-rust was skipped.
 EXCLUDE_FROM_WORLD = "${@'0' if tolomeo_rust_source_configured(d) else '1'}"
 
+# Not tlm-dashboard: a web server for developers and technicians, which an image asks for by
+# name (IMAGE_INSTALL:append = " tlm-dashboard"; meta-tolomeo-rust/README.md, "The dashboard").
 RDEPENDS:${PN} = "\
     tlm \
     tlm-can-engine \

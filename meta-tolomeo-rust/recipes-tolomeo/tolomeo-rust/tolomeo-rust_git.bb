@@ -1,7 +1,9 @@
-SUMMARY = "ToloMEO telemetry services in Rust and the tlm tool"
+SUMMARY = "ToloMEO telemetry services in Rust, the tlm tool and its dashboard"
+SUMMARY:tlm-dashboard = "ToloMEO dashboard: the device's telemetry in a browser"
 DESCRIPTION = "Telemetry services for ToloMEO edge devices: cpu-monitor, can-engine and \
                modbus-sensors publish SenML on the device-local NATS broker and run under \
-               systemd with Type=notify, a watchdog and hardening; tlm watches and commands them."
+               systemd with Type=notify, a watchdog and hardening; tlm watches and commands them; \
+               tlm-dashboard shows their telemetry in a browser."
 # nooelint: oelint.vars.homepageping - placeholder address, and CI has no network
 HOMEPAGE = "https://example.invalid/tolomeo-rust"
 BUGTRACKER = "https://example.invalid/tolomeo-rust/issues"
@@ -53,7 +55,8 @@ inherit cargo cargo-update-recipe-crates systemd useradd
 require ${BPN}-crates.inc
 
 # Build only the shipped binaries, not the test kit or xtask.
-CARGO_BUILD_FLAGS += "--package cpu-monitor --package can-engine --package modbus-sensors --package tlm"
+CARGO_BUILD_FLAGS += "--package cpu-monitor --package can-engine --package modbus-sensors --package tlm \
+                      --package tlm-dashboard"
 
 # As .cargo/config.toml does for builds outside Yocto (cargo ignores it when RUSTFLAGS is set):
 # packed relative relocations keep 260 KiB of relocation data out of every executable and out
@@ -63,6 +66,16 @@ RUSTFLAGS:append = " -Clink-arg=-Wl,-z,pack-relative-relocs"
 
 TOLOMEO_SERVICES = "cpu-monitor can-engine modbus-sensors"
 
+# tlm-dashboard (package tlm-dashboard, not in packagegroup-tolomeo-rust) is a developer's and
+# service technician's tool: it listens on a TCP port (127.0.0.1:8088) and keeps a history
+# on the persistent partition, so an image has it only when it asks for it
+# (IMAGE_INSTALL:append = " tlm-dashboard"), and it is installed but not started at boot.
+# In conf/local.conf or a bbappend:
+#   TOLOMEO_DASHBOARD_AUTO_ENABLE = "enable"           start it at every boot
+#   TOLOMEO_DASHBOARD_ARGS = "--max-size 64MiB"        its flags, into /etc/default/tlm-dashboard
+TOLOMEO_DASHBOARD_AUTO_ENABLE ??= "disable"
+TOLOMEO_DASHBOARD_ARGS ??= ""
+
 do_install:append() {
     install -d ${D}${systemd_system_unitdir} ${D}${sysconfdir}/tolomeo ${D}${sysconfdir}/default
     for s in ${TOLOMEO_SERVICES}; do
@@ -70,9 +83,14 @@ do_install:append() {
         install -m 0644 ${S}/packaging/config/$s.toml ${D}${sysconfdir}/tolomeo/
     done
     install -m 0644 ${S}/packaging/default/tolomeo ${D}${sysconfdir}/default/tolomeo
+
+    install -m 0644 ${S}/packaging/systemd/tlm-dashboard.service ${D}${systemd_system_unitdir}/
+    install -m 0644 ${S}/packaging/default/tlm-dashboard ${D}${sysconfdir}/default/tlm-dashboard
+    sed -i -e 's|^TLM_DASHBOARD_ARGS=.*|TLM_DASHBOARD_ARGS=${TOLOMEO_DASHBOARD_ARGS}|' \
+        ${D}${sysconfdir}/default/tlm-dashboard
 }
 
-PACKAGES =+ "tlm-cpu-monitor tlm-can-engine tlm-modbus-sensors tlm ${PN}-common"
+PACKAGES =+ "tlm-cpu-monitor tlm-can-engine tlm-modbus-sensors tlm tlm-dashboard ${PN}-common"
 
 FILES:${PN}-common += "${sysconfdir}/default/tolomeo"
 FILES:tlm += "${bindir}/tlm"
@@ -82,24 +100,33 @@ FILES:tlm-can-engine += "${bindir}/tlm-can-engine ${systemd_system_unitdir}/tlm-
                          ${sysconfdir}/tolomeo/can-engine.toml"
 FILES:tlm-modbus-sensors += "${bindir}/tlm-modbus-sensors ${systemd_system_unitdir}/tlm-modbus-sensors.service \
                              ${sysconfdir}/tolomeo/modbus-sensors.toml"
+FILES:tlm-dashboard += "${bindir}/tlm-dashboard ${systemd_system_unitdir}/tlm-dashboard.service \
+                        ${sysconfdir}/default/tlm-dashboard"
 
 CONFFILES:${PN}-common = "${sysconfdir}/default/tolomeo"
 CONFFILES:tlm-cpu-monitor = "${sysconfdir}/tolomeo/cpu-monitor.toml"
 CONFFILES:tlm-can-engine = "${sysconfdir}/tolomeo/can-engine.toml"
 CONFFILES:tlm-modbus-sensors = "${sysconfdir}/tolomeo/modbus-sensors.toml"
+CONFFILES:tlm-dashboard = "${sysconfdir}/default/tlm-dashboard"
 
 RDEPENDS:tlm-cpu-monitor = "${PN}-common"
 RDEPENDS:tlm-can-engine = "${PN}-common"
 RDEPENDS:tlm-modbus-sensors = "${PN}-common"
+# NATS_URL from /etc/default/tolomeo.
+RDEPENDS:tlm-dashboard = "${PN}-common"
 
-SYSTEMD_PACKAGES = "tlm-cpu-monitor tlm-can-engine tlm-modbus-sensors"
+SYSTEMD_PACKAGES = "tlm-cpu-monitor tlm-can-engine tlm-modbus-sensors tlm-dashboard"
 SYSTEMD_SERVICE:tlm-cpu-monitor = "tlm-cpu-monitor.service"
 SYSTEMD_SERVICE:tlm-can-engine = "tlm-can-engine.service"
 SYSTEMD_SERVICE:tlm-modbus-sensors = "tlm-modbus-sensors.service"
+SYSTEMD_SERVICE:tlm-dashboard = "tlm-dashboard.service"
 SYSTEMD_AUTO_ENABLE = "enable"
+# Not started at boot unless asked for (above): `systemctl start tlm-dashboard` when needed.
+SYSTEMD_AUTO_ENABLE:tlm-dashboard = "${TOLOMEO_DASHBOARD_AUTO_ENABLE}"
 
 # One unprivileged system user per service (the units run as User=tlm-<service>).
-USERADD_PACKAGES = "tlm-cpu-monitor tlm-can-engine tlm-modbus-sensors"
+USERADD_PACKAGES = "tlm-cpu-monitor tlm-can-engine tlm-modbus-sensors tlm-dashboard"
 USERADD_PARAM:tlm-cpu-monitor = "--system --no-create-home --home-dir /nonexistent --shell /sbin/nologin --user-group tlm-cpu-monitor"
 USERADD_PARAM:tlm-can-engine = "--system --no-create-home --home-dir /nonexistent --shell /sbin/nologin --user-group tlm-can-engine"
 USERADD_PARAM:tlm-modbus-sensors = "--system --no-create-home --home-dir /nonexistent --shell /sbin/nologin --user-group tlm-modbus-sensors"
+USERADD_PARAM:tlm-dashboard = "--system --no-create-home --home-dir /nonexistent --shell /sbin/nologin --user-group tlm-dashboard"
