@@ -61,6 +61,42 @@ fn values(msgs: &[Received], name: &str) -> Vec<f64> {
     records(msgs, name).into_iter().map(|(_, v)| v).collect()
 }
 
+/// `systemd-analyze security` gives `unit` in the guest the exposure level the offline check
+/// (`cargo xtask lint`) gives its file here.
+async fn same_exposure_as_offline(vm: &mut Vm, unit: &str) {
+    let online = vm
+        .ok(&format!("systemd-analyze security --no-pager {unit}.service"))
+        .await;
+    let offline = Command::new("systemd-analyze")
+        .args(["security", "--offline=yes", "--no-pager"])
+        .arg(workspace().join(format!("packaging/systemd/{unit}.service")))
+        .output()
+        .expect("systemd-analyze on this machine");
+    let offline = String::from_utf8_lossy(&offline.stdout);
+    let level = |s: &str| {
+        s.lines()
+            .rfind(|l| l.contains("Overall exposure level"))
+            .and_then(|l| l.split(':').nth(1))
+            .map(|l| l.split_whitespace().next().unwrap_or_default().to_string())
+    };
+    let differ = |a: &str, b: &str| -> Vec<String> {
+        let b: BTreeSet<&str> = b.lines().map(str::trim_end).collect();
+        a.lines()
+            .map(str::trim_end)
+            .filter(|l| !b.contains(l))
+            .map(String::from)
+            .collect()
+    };
+    assert_eq!(
+        level(&online),
+        level(&offline),
+        "{unit}: only in the guest:\n{}\nonly offline:\n{}",
+        differ(&online, &offline).join("\n"),
+        differ(&offline, &online).join("\n")
+    );
+    assert!(level(&online).is_some(), "{unit}: {online}");
+}
+
 /// pymodbus's server (tests of modbus-sensors), on a TCP port or a serial line.
 struct Pymodbus(Child);
 
@@ -219,37 +255,7 @@ address = 0
 
     // 8. The exposure systemd computes in the guest is the one the offline check computes here.
     for unit in units {
-        let online = vm
-            .ok(&format!("systemd-analyze security --no-pager {unit}.service"))
-            .await;
-        let offline = Command::new("systemd-analyze")
-            .args(["security", "--offline=yes", "--no-pager"])
-            .arg(workspace().join(format!("packaging/systemd/{unit}.service")))
-            .output()
-            .expect("systemd-analyze on this machine");
-        let offline = String::from_utf8_lossy(&offline.stdout);
-        let level = |s: &str| {
-            s.lines()
-                .rfind(|l| l.contains("Overall exposure level"))
-                .and_then(|l| l.split(':').nth(1))
-                .map(|l| l.split_whitespace().next().unwrap_or_default().to_string())
-        };
-        let differ = |a: &str, b: &str| -> Vec<String> {
-            let b: BTreeSet<&str> = b.lines().map(str::trim_end).collect();
-            a.lines()
-                .map(str::trim_end)
-                .filter(|l| !b.contains(l))
-                .map(String::from)
-                .collect()
-        };
-        assert_eq!(
-            level(&online),
-            level(&offline),
-            "{unit}: only in the guest:\n{}\nonly offline:\n{}",
-            differ(&online, &offline).join("\n"),
-            differ(&offline, &online).join("\n")
-        );
-        assert!(level(&online).is_some(), "{unit}: {online}");
+        same_exposure_as_offline(&mut vm, unit).await;
     }
 
     // 6. Stop: a window still open is delivered, and the exit is clean.
@@ -455,4 +461,119 @@ async fn the_spool_keeps_what_a_restart_without_broker_collected() {
         "the new process began within the restart: {after:?}"
     );
     assert!(back - last < 1.5, "kept until the broker came back: {after:?}");
+}
+
+/// GET `path` from the dashboard in the guest (bash's /dev/tcp: the image has no HTTP client),
+/// as JSON; `None` while it does not answer.
+async fn dashboard_get(vm: &mut Vm, path: &str) -> Option<serde_json::Value> {
+    let script = vm.shared_dir().join("get.sh");
+    if !script.exists() {
+        std::fs::write(
+            &script,
+            "exec 3<>/dev/tcp/127.0.0.1/8088 || exit 1\n\
+             printf 'GET %s HTTP/1.1\\r\\nHost: 127.0.0.1:8088\\r\\nConnection: close\\r\\n\\r\\n' \"$1\" >&3\n\
+             cat <&3\n",
+        )
+        .expect("write get.sh");
+    }
+    let out = vm
+        .ok(&format!("bash {}/get.sh '{path}' || true", vm.shared_dir().display()))
+        .await;
+    let (head, body) = out.split_once("\r\n\r\n")?;
+    head.starts_with("HTTP/1.1 200")
+        .then(|| serde_json::from_str(body).ok())?
+}
+
+/// The dashboard's unit, packaged as the Yocto layer and dist install it: it starts under its
+/// hardening as its own user, shows the device's live service and its readings, keeps its
+/// history in its StateDirectory across a restart, and stops cleanly on SIGTERM.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "boots a VM: cargo xtask system-test"]
+async fn the_dashboard_unit_serves_the_page_and_keeps_its_history() {
+    let mut vm = Vm::boot_systemd().await;
+    set_serial(&mut vm).await;
+    vm.ok("systemctl start tlm-cpu-monitor tlm-dashboard").await;
+    let state = vm
+        .ok("systemctl show -p Type,ActiveState,SubState,User tlm-dashboard")
+        .await;
+    for want in [
+        "Type=exec",
+        "ActiveState=active",
+        "SubState=running",
+        "User=tlm-dashboard",
+    ] {
+        assert!(
+            state.contains(want),
+            "{state}\n{}",
+            journal(&mut vm, "tlm-dashboard").await
+        );
+    }
+    let alive = |s: &serde_json::Value| {
+        s["devices"].as_array().is_some_and(|devices| {
+            devices.iter().any(|d| {
+                d["serial"] == SERIAL
+                    && d["services"]
+                        .as_array()
+                        .is_some_and(|l| l.iter().any(|s| s["name"] == "cpu-monitor" && s["alive"] == true))
+            })
+        })
+    };
+    let series = "/api/series?device=SN-SYSTEMD&metric=cpu:load1&from=0&to=9999999999";
+    let mut seen = None;
+    for _ in 0..60 {
+        let state = dashboard_get(&mut vm, "/api/state").await;
+        let points = dashboard_get(&mut vm, series).await;
+        let n = points.as_ref().and_then(|p| p["raw_points"].as_u64()).unwrap_or(0);
+        if state.as_ref().is_some_and(alive) && n >= 2 {
+            seen = Some(n);
+            break;
+        }
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+    let Some(before) = seen else {
+        panic!(
+            "the dashboard did not show cpu-monitor alive with its readings within 60 s: {:?}\n{}",
+            dashboard_get(&mut vm, "/api/state").await,
+            journal(&mut vm, "tlm-dashboard").await
+        );
+    };
+    // The history is in the unit's StateDirectory, owned by its user.
+    let owner = vm
+        .ok("stat -c '%U %a' /var/lib/tolomeo/dashboard /var/lib/tolomeo/dashboard/history.redb")
+        .await;
+    assert_eq!(
+        owner.lines().collect::<Vec<_>>(),
+        ["tlm-dashboard 750", "tlm-dashboard 600"],
+        "{owner}"
+    );
+
+    // A restart keeps it.
+    vm.ok("systemctl restart tlm-dashboard").await;
+    let mut after = 0;
+    for _ in 0..30 {
+        after = dashboard_get(&mut vm, series)
+            .await
+            .and_then(|p| p["raw_points"].as_u64())
+            .unwrap_or(0);
+        if after >= before {
+            break;
+        }
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+    assert!(after >= before, "{before} readings before the restart, {after} after");
+
+    same_exposure_as_offline(&mut vm, "tlm-dashboard").await;
+
+    // SIGTERM: a clean stop, well within TimeoutStopSec.
+    vm.ok("systemctl stop tlm-dashboard").await;
+    let stopped = vm
+        .ok("systemctl show -p ExecMainStatus,Result,ActiveState tlm-dashboard")
+        .await;
+    for want in ["ExecMainStatus=0", "Result=success", "ActiveState=inactive"] {
+        assert!(
+            stopped.contains(want),
+            "{stopped}\n{}",
+            journal(&mut vm, "tlm-dashboard").await
+        );
+    }
 }
