@@ -8,5 +8,6 @@
 
 #![forbid(unsafe_code)]
 
+pub mod assets;
 pub mod downsample;
 pub mod store;
