@@ -82,25 +82,38 @@ pub enum Transform {
 #[error("{0}")]
 pub struct StoreError(pub String);
 
-/// The store.
-pub struct Store {}
+/// The store. (Interim: in memory, until the redb store lands.)
+pub struct Store {
+    points: std::sync::Mutex<std::collections::BTreeMap<SeriesKey, Vec<(f64, Sample)>>>,
+}
 
 impl Store {
     /// Opens (or creates) the store at `path`.
     pub fn open(path: &Path, retention: Retention) -> Result<Store, StoreError> {
         let _ = (path, retention);
-        Err(StoreError("not yet".into()))
+        Ok(Store {
+            points: Default::default(),
+        })
     }
 
     /// Adds points, in one transaction.
     pub fn append(&self, points: &[Point]) -> Result<(), StoreError> {
-        let _ = points;
+        let mut map = self.points.lock().map_err(|_| StoreError("poisoned".into()))?;
+        for p in points {
+            map.entry(p.key.clone()).or_default().push((p.t, p.value.clone()));
+        }
         Ok(())
     }
 
     /// Every series with at least one point.
     pub fn series(&self) -> Result<Vec<SeriesKey>, StoreError> {
-        Ok(Vec::new())
+        Ok(self
+            .points
+            .lock()
+            .map_err(|_| StoreError("poisoned".into()))?
+            .keys()
+            .cloned()
+            .collect())
     }
 
     /// The points of `key` with `from <= t <= to`, reduced to about `columns` pixel columns.
@@ -112,17 +125,49 @@ impl Store {
         columns: usize,
         transform: Transform,
     ) -> Result<Series, StoreError> {
-        let _ = (key, from, to, columns, transform);
-        Ok(Series {
-            t: Vec::new(),
-            values: Values::Numbers(Vec::new()),
-            raw_points: 0,
-        })
+        let map = self.points.lock().map_err(|_| StoreError("poisoned".into()))?;
+        let (t, v): (Vec<f64>, Vec<Sample>) = map
+            .get(key)
+            .map(|pts| pts.iter().filter(|(t, _)| *t >= from && *t <= to).cloned().unzip())
+            .unwrap_or_default();
+        Ok(reduce(t, v, from, to, columns, transform))
     }
 
     /// Drops what is older than the age bound at `now` or beyond the size bound.
     pub fn enforce_retention(&self, now: f64) -> Result<u64, StoreError> {
         let _ = now;
         Ok(0)
+    }
+}
+
+/// Reduces raw points (in time order) as [`Store::query`] does.
+pub fn reduce(t: Vec<f64>, values: Vec<Sample>, from: f64, to: f64, columns: usize, transform: Transform) -> Series {
+    let _ = (from, to, columns, transform);
+    if let Some(Sample::Text(_)) = values.first() {
+        let texts = values
+            .into_iter()
+            .map(|s| match s {
+                Sample::Text(s) => s,
+                _ => String::new(),
+            })
+            .collect();
+        return Series {
+            raw_points: t.len() as u64,
+            t,
+            values: Values::Texts(texts),
+        };
+    }
+    let v = values
+        .iter()
+        .map(|s| match s {
+            Sample::Number(x) => *x,
+            Sample::Bool(b) => f64::from(u8::from(*b)),
+            Sample::Text(_) => f64::NAN,
+        })
+        .collect();
+    Series {
+        raw_points: t.len() as u64,
+        t,
+        values: Values::Numbers(v),
     }
 }

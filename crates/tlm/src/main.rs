@@ -7,6 +7,8 @@
 //! - `tlm cmd <service> [<Command> [json]]`: one command on `commands.<service>.req`, or the list of
 //!   the service's commands ([`cmd`]);
 //! - `tlm services`: the services whose heartbeat is alive, with their metrics ([`services`]);
+//! - `tlm dashboard`: the charts and the command panel in a browser, a program of its own
+//!   ([`dashboard`] starts it);
 //! - `tlm validate [FILE|-]`: checks a SenML pack against RFC 8428 and PROTOCOL.md ([`validate`],
 //!   with the protocol's rules per kind of pack in [`protocol`]).
 //!
@@ -18,6 +20,7 @@
 #![forbid(unsafe_code)]
 
 mod cmd;
+mod dashboard;
 mod exit;
 mod protocol;
 mod services;
@@ -50,12 +53,15 @@ enum Command {
     Services(services::Args),
     /// Check a SenML pack against RFC 8428 and PROTOCOL.md; no broker needed.
     Validate(validate::Args),
+    /// Charts of every metric and a command panel, in a browser (runs tlm-dashboard).
+    Dashboard(dashboard::Args),
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let outcome = match cli.command {
         Command::Validate(args) => validate::run(&args),
+        Command::Dashboard(args) => dashboard::run(&cli.conn, &args),
         command => {
             let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build();
             match runtime {
@@ -65,6 +71,7 @@ fn main() -> ExitCode {
                         Command::Cmd(args) => cmd::run(&cli.conn, &args).await,
                         Command::Services(args) => services::run(&cli.conn, &args).await,
                         Command::Validate(args) => validate::run(&args),
+                        Command::Dashboard(args) => dashboard::run(&cli.conn, &args),
                     }
                 }),
                 Err(e) => Err(exit::Failure::io(format!("cannot start the async runtime: {e}"))),

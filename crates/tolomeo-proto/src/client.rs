@@ -66,6 +66,16 @@ pub struct ConnArgs {
 impl ConnArgs {
     /// Connects once as client `name`, or says why not.
     pub async fn connect(&self, name: &str) -> Result<async_nats::Client, ConnectError> {
+        self.connect_with(name, |opts| opts).await
+    }
+
+    /// [`ConnArgs::connect`], with options of the caller's own on top of the flags' (a
+    /// subscription capacity, an event callback).
+    pub async fn connect_with(
+        &self,
+        name: &str,
+        more: impl FnOnce(async_nats::ConnectOptions) -> async_nats::ConnectOptions,
+    ) -> Result<async_nats::Client, ConnectError> {
         let mut opts = async_nats::ConnectOptions::new().name(name);
         if let Some(path) = &self.creds {
             opts = crate::creds::with_credentials_file(opts, path).map_err(|e| {
@@ -96,7 +106,7 @@ impl ConnArgs {
             ))
         })?;
         // The per-request timeout is applied by each subcommand itself.
-        opts = opts.connection_timeout(timeout).request_timeout(None);
+        opts = more(opts.connection_timeout(timeout).request_timeout(None));
         opts.connect(self.server.as_str()).await.map_err(|e| {
             ConnectError::Unreachable(format!(
                 "cannot connect to the broker at {}: {e}: is nats-server running? (set --server or NATS_URL)",
