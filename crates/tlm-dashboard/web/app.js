@@ -98,7 +98,7 @@
   function withUnit(text, unit) {
     const u = unitText(unit);
     if (!u || unit === 'B' || unit === 'B/s') return text;
-    return u.startsWith('°') || u === '%' ? text + u : `${text} ${u}`;
+    return u.startsWith('°') || u.startsWith('/') || u === '%' ? text + u : `${text} ${u}`;
   }
 
   async function getJson(url, opts) {
@@ -330,7 +330,8 @@
       this.titleName.replaceChildren(m.name || m.id);
       if (m.label) this.titleName.append(h('span', { class: 'tag' }, m.label));
       const what = { number: 'temporal', rate: 'counter, rate per second', counter: 'counter', boolean: 'boolean', string: 'text' }[this.kind];
-      this.sub.textContent = [m.id, unitText(this.unit()) || null, what].filter(Boolean).join(' · ');
+      this.sub.textContent = [m.name && m.name !== m.id ? m.id : null, unitText(this.unit()) || null, what]
+        .filter(Boolean).join(' · ');
       this.card.title = '';
     }
 
@@ -407,7 +408,6 @@
             width: 1.5,
             fill: kind === 'number' || kind === 'rate' ? color + '14' : undefined,
             paths,
-            points: { show: (u, si, i0, i1) => i1 - i0 < 40 && kind !== 'string' },
             spanGaps: kind === 'boolean' || kind === 'string',
             value: valueOf,
           },
@@ -1231,6 +1231,8 @@
     es.addEventListener('points', (e) => {
       try { applyPoints(JSON.parse(e.data)); } catch (err) { console.warn('bad points event', err); }
     });
+    // The dashboard dropped points for this page (it was slow): the ranges are loaded again.
+    es.addEventListener('lagged', () => reloadAll());
     es.addEventListener('state', (e) => {
       try { applyState(JSON.parse(e.data), false); } catch (err) { console.warn('bad state event', err); }
     });
