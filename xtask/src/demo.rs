@@ -18,7 +18,8 @@ use anyhow::{Context, Result, bail};
 
 use crate::{cargo, sh};
 
-const SERIAL: &str = "DEMO0001";
+/// The device serial the demo's services publish as.
+pub(crate) const SERIAL: &str = "DEMO0001";
 
 /// Which service publishes a metric, by its group (the part before the first `:`).
 const GROUPS: &[(&str, &[&str])] = &[
