@@ -2,6 +2,10 @@
 //!
 //! - `encode`, `publish`: `cargo bench -p tolomeo-core` (SenML encoding rate; publish path
 //!   against a bare async-nats loop, side by side on one private nats-server).
+//! - `store`: `cargo bench -p tlm-dashboard --bench store` (the dashboard's history: ingest
+//!   rate, a day of 50 metrics, queries at 1,000 columns, file size and memory).
+//! - `dashboard`: `cargo bench -p tlm-dashboard --bench ingest` (the dashboard as a whole: the
+//!   rate it sustains from the broker, a flood, memory, opening a day of 50 series over HTTP).
 //! - `footprint`: each service built in release mode, run at a 1 s poll against a private
 //!   nats-server for `--duration` seconds; resident memory (VmRSS, PSS and USS from
 //!   smaps_rollup, sampled every second) and
@@ -80,6 +84,7 @@ pub(crate) fn run(which: &str, duration: u64) -> Result<()> {
     match which {
         "all" => {
             sh(cargo().args(["bench", "-p", "tolomeo-core"]))?;
+            store()?;
             footprint(duration)
         }
         "encode" => sh(cargo().args(["bench", "-p", "tolomeo-core", "--bench", "encode"])),
@@ -92,12 +97,21 @@ pub(crate) fn run(which: &str, duration: u64) -> Result<()> {
             "--bench",
             "publish",
         ])),
+        "store" => store(),
+        "dashboard" => sh(cargo().args(["bench", "-p", "tlm-dashboard", "--bench", "ingest"])),
         "footprint" => footprint(duration),
         // Not in `all`: it boots a VM (tests/flash.rs).
         "flash" => crate::system::bench_flash(duration),
         "fsync" => fsync(duration),
-        other => bail!("unknown benchmark `{other}`; expected all, encode, publish, footprint, flash or fsync"),
+        other => bail!(
+            "unknown benchmark `{other}`; expected all, encode, publish, store, dashboard, footprint, flash or fsync"
+        ),
     }
+}
+
+/// The dashboard's history store (crates/tlm-dashboard/benches/store.rs).
+fn store() -> Result<()> {
+    sh(cargo().args(["bench", "-p", "tlm-dashboard", "--bench", "store"]))
 }
 
 /// Heartbeats and Ping round trips while strace delays every fsync (tests/fsync.rs).

@@ -165,7 +165,7 @@ enum Task {
     },
     /// Benchmarks: `cargo bench` and the footprint of running services
     Bench {
-        /// Which: all, encode, publish, footprint; or flash (in a VM) and fsync (under strace),
+        /// Which: all, encode, publish, store, footprint; or dashboard (a day through the broker), flash (in a VM) and fsync (under strace),
         /// which are not part of all
         #[arg(default_value = "all")]
         which: String,

@@ -8,6 +8,7 @@
 //! kept by their own `t`: packs that a service held back while the broker was away arrive late,
 //! so the read starts [`LATE_MARGIN`] before the range.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -36,8 +37,26 @@ pub enum History {
         js: Box<jetstream::Context>,
         /// The stream's name.
         name: String,
+        /// The last range read, for every metric of its device: a page asks for each chart
+        /// of one range at once, and one read of the stream serves them all.
+        last: tokio::sync::Mutex<Option<Read>>,
     },
 }
+
+/// One read of a stream: every metric of `device` in `from..=to`.
+pub struct Read {
+    device: String,
+    from: f64,
+    to: f64,
+    at: std::time::Instant,
+    series: Arc<ByMetric>,
+}
+
+/// Raw points by metric: times and values, in time order.
+type ByMetric = HashMap<String, (Vec<f64>, Vec<Sample>)>;
+
+/// How long a read of the stream serves further charts of the same range.
+const READ_REUSE: Duration = Duration::from_secs(10);
 
 impl History {
     /// Finds the stream `name` (creating it, with `max_age`, when `create`).
@@ -71,6 +90,7 @@ impl History {
         Ok(History::Stream {
             js: Box::new(js),
             name: name.to_string(),
+            last: tokio::sync::Mutex::new(None),
         })
     }
 
@@ -99,22 +119,41 @@ impl History {
                     .map_err(|e| format!("the query stopped: {e}"))?
                     .map_err(|e| e.to_string())
             }
-            History::Stream { js, name } => {
-                let (t, values) = read_stream(js, name, &key, from, to).await?;
+            History::Stream { js, name, last } => {
+                // Held while reading: the other charts of the range wait for this read.
+                let mut last = last.lock().await;
+                let fresh = last.as_ref().is_some_and(|r| {
+                    r.device == key.device && r.from == from && r.to == to && r.at.elapsed() < READ_REUSE
+                });
+                if !fresh {
+                    let series = read_stream(js, name, &key.device, from, to).await?;
+                    *last = Some(Read {
+                        device: key.device.clone(),
+                        from,
+                        to,
+                        at: std::time::Instant::now(),
+                        series: Arc::new(series),
+                    });
+                }
+                let (t, values) = last
+                    .as_ref()
+                    .and_then(|r| r.series.get(&key.metric).cloned())
+                    .unwrap_or_default();
+                drop(last);
                 Ok(crate::store::reduce(t, values, from, to, columns, transform))
             }
         }
     }
 }
 
-/// The raw points of `key` in `from..=to` from the stream, in time order.
+/// The raw points of every metric of `device` in `from..=to` from the stream, in time order.
 async fn read_stream(
     js: &jetstream::Context,
     name: &str,
-    key: &SeriesKey,
+    device: &str,
     from: f64,
     to: f64,
-) -> Result<(Vec<f64>, Vec<Sample>), String> {
+) -> Result<ByMetric, String> {
     let mut stream = js.get_stream(name).await.map_err(|e| format!("stream {name}: {e}"))?;
     let last = stream
         .info()
@@ -122,9 +161,9 @@ async fn read_stream(
         .map_err(|e| format!("stream {name}: {e}"))?
         .state
         .last_sequence;
-    let mut points: Vec<(f64, Sample)> = Vec::new();
+    let mut points: HashMap<String, Vec<(f64, Sample)>> = HashMap::new();
     if last == 0 {
-        return Ok((Vec::new(), Vec::new()));
+        return Ok(HashMap::new());
     }
     let start = ((from - LATE_MARGIN).max(0.0) * 1e9) as i128;
     let start_time = time::OffsetDateTime::from_unix_timestamp_nanos(start).map_err(|e| format!("from {from}: {e}"))?;
@@ -137,7 +176,7 @@ async fn read_stream(
         .await
         .map_err(|e| format!("stream {name}: cannot read it: {e}"))?;
     let mut messages = consumer.messages().await.map_err(|e| format!("stream {name}: {e}"))?;
-    let prefix = format!("urn:cpt:device:sn:{}:{}", key.device, key.metric);
+    let prefix = format!("urn:cpt:device:sn:{device}:");
     let now = unix_now();
     loop {
         let next = match tokio::time::timeout(STREAM_IDLE, messages.next()).await {
@@ -157,16 +196,16 @@ async fn read_stream(
                     if r.time < from || r.time > to || !r.name.starts_with(&prefix) {
                         continue;
                     }
-                    if split_name(&r.name) != Some((key.device.as_str(), key.metric.as_str())) {
+                    let Some((_, metric)) = split_name(&r.name) else {
                         continue;
-                    }
+                    };
                     let sample = match r.value {
                         Some(ResolvedValue::Number(x)) if x.is_finite() => Sample::Number(x),
                         Some(ResolvedValue::String(s)) => Sample::Text(s),
                         Some(ResolvedValue::Bool(b)) => Sample::Bool(b),
                         _ => continue,
                     };
-                    points.push((r.time, sample));
+                    points.entry(metric.to_string()).or_default().push((r.time, sample));
                 }
             }
         }
@@ -174,6 +213,11 @@ async fn read_stream(
             break;
         }
     }
-    points.sort_by(|a, b| a.0.total_cmp(&b.0));
-    Ok(points.into_iter().unzip())
+    Ok(points
+        .into_iter()
+        .map(|(metric, mut pts)| {
+            pts.sort_by(|a, b| a.0.total_cmp(&b.0));
+            (metric, pts.into_iter().unzip())
+        })
+        .collect())
 }

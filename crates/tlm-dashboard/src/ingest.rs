@@ -187,6 +187,9 @@ async fn ingest_data(shared: Arc<Shared>, mut sub: async_nats::Subscriber, tx: O
                 continue;
             }
         };
+        // The live JSON is built only while a page listens.
+        let want_live = shared.live.receiver_count() > 0;
+        let mut devices: Vec<String> = Vec::new();
         let mut points = Vec::with_capacity(records.len());
         let mut live: std::collections::BTreeMap<String, Vec<Value>> = Default::default();
         let mut foreign = 0u64;
@@ -195,18 +198,28 @@ async fn ingest_data(shared: Arc<Shared>, mut sub: async_nats::Subscriber, tx: O
                 foreign += 1;
                 continue;
             };
-            let (sample, v) = match r.value {
-                Some(ResolvedValue::Number(x)) if x.is_finite() => (Sample::Number(x), json!(x)),
-                Some(ResolvedValue::String(s)) => (Sample::Text(s.clone()), json!(s)),
-                Some(ResolvedValue::Bool(b)) => (Sample::Bool(b), json!(b)),
+            let sample = match r.value {
+                Some(ResolvedValue::Number(x)) if x.is_finite() => Sample::Number(x),
+                Some(ResolvedValue::String(s)) => Sample::Text(s),
+                Some(ResolvedValue::Bool(b)) => Sample::Bool(b),
                 _ => {
                     foreign += 1;
                     continue;
                 }
             };
-            live.entry(serial.to_string())
-                .or_default()
-                .push(json!({"metric": metric, "t": r.time, "v": v}));
+            if devices.last().is_none_or(|d| d != serial) && !devices.iter().any(|d| d == serial) {
+                devices.push(serial.to_string());
+            }
+            if want_live {
+                let v = match &sample {
+                    Sample::Number(x) => json!(x),
+                    Sample::Text(s) => json!(s),
+                    Sample::Bool(b) => json!(b),
+                };
+                live.entry(serial.to_string())
+                    .or_default()
+                    .push(json!({"metric": metric, "t": r.time, "v": v}));
+            }
             points.push(Point {
                 key: SeriesKey {
                     device: serial.to_string(),
@@ -222,7 +235,7 @@ async fn ingest_data(shared: Arc<Shared>, mut sub: async_nats::Subscriber, tx: O
         shared.counters.add_pack(points.len() as u64);
         {
             let mut registry = shared.registry();
-            for serial in live.keys() {
+            for serial in &devices {
                 registry.saw_device(serial, now);
             }
         }
@@ -259,7 +272,9 @@ async fn ingest_params(shared: Arc<Shared>, mut sub: async_nats::Subscriber) {
                 .and_then(|vs| serde_json::from_str::<Vec<Value>>(vs).ok());
             match (serial, entries) {
                 (Some(serial), Some(entries)) if !serial.is_empty() && record.n.as_deref() == Some("metrics") => {
-                    shared.registry().declare(serial, &entries, None);
+                    let mut registry = shared.registry();
+                    registry.declare(serial, &entries, None);
+                    registry.params_version += 1;
                 }
                 _ => shared.counters.add_malformed(),
             }
@@ -279,12 +294,21 @@ async fn ingest_heartbeats(shared: Arc<Shared>, mut sub: async_nats::Subscriber,
     }
 }
 
+/// Every [`POLL_EVERY`] while a page is open, and at once for a service heard for the first
+/// time (to learn its device): each service's response is also published on
+/// `commands.<service>.res`, which the ToloMEO agent may carry to the cloud, so nobody is asked
+/// anything while nobody looks.
 async fn poll_services(shared: Arc<Shared>, mut poked: mpsc::Receiver<String>) {
     let mut tick = tokio::time::interval(POLL_EVERY);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         let services = tokio::select! {
-            _ = tick.tick() => shared.registry().alive(unix_now(), shared.expire),
+            _ = tick.tick() => {
+                if !shared.page_open() {
+                    continue;
+                }
+                shared.registry().alive(unix_now(), shared.expire)
+            }
             Some(one) = poked.recv() => vec![one],
             else => break,
         };
@@ -296,10 +320,16 @@ async fn poll_services(shared: Arc<Shared>, mut poked: mpsc::Receiver<String>) {
     }
 }
 
-/// Asks `service` `GetStatus` and `GetMetrics` in one request, and records the answers.
+/// Asks `service` `GetStatus`, and `GetMetrics` when its metrics are not known or a device
+/// announced a change since, in one request; records the answers.
 async fn ask_service(shared: &Shared, service: &str) {
     let subject = format!("commands.{service}.req");
-    let request = r#"[{"n":"GetStatus"},{"n":"GetMetrics"}]"#;
+    let params_seen = shared.registry().params_version;
+    let request = if shared.registry().metrics_known(service, params_seen) {
+        r#"[{"n":"GetStatus"}]"#
+    } else {
+        r#"[{"n":"GetStatus"},{"n":"GetMetrics"}]"#
+    };
     let reply = tokio::time::timeout(POLL_TIMEOUT, shared.client.request(subject, request.into())).await;
     let Ok(Ok(msg)) = reply else {
         return;
@@ -319,7 +349,11 @@ async fn ask_service(shared: &Shared, service: &str) {
     };
     let status = result(0);
     let metrics = result(1).and_then(|v| v.get("metrics").and_then(Value::as_array).cloned());
-    shared.registry().answered(service, serial.as_deref(), status, metrics);
+    let mut registry = shared.registry();
+    if metrics.is_some() {
+        registry.metrics_asked(service, params_seen);
+    }
+    registry.answered(service, serial.as_deref(), status, metrics);
 }
 
 #[cfg(test)]

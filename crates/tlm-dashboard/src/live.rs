@@ -38,6 +38,8 @@ pub struct ServiceState {
     pub status: Option<Value>,
     /// The metric ids of its last `GetMetrics`.
     pub metrics: Option<Vec<String>>,
+    /// [`Registry::params_version`] when it was last asked `GetMetrics`.
+    pub metrics_asked_at: Option<u64>,
 }
 
 /// One device.
@@ -58,6 +60,8 @@ pub struct Registry {
     pub services: BTreeMap<String, ServiceState>,
     /// Bumped on every change the page should redraw for.
     pub version: u64,
+    /// Bumped on every announcement on `events.params`.
+    pub params_version: u64,
 }
 
 impl Registry {
@@ -131,6 +135,18 @@ impl Registry {
             );
         }
         self.version += 1;
+    }
+
+    /// Whether `service`'s metrics were asked after the announcement `params_version`.
+    pub fn metrics_known(&self, service: &str, params_version: u64) -> bool {
+        self.services
+            .get(service)
+            .is_some_and(|s| s.metrics.is_some() && s.metrics_asked_at == Some(params_version))
+    }
+
+    /// `service` was asked `GetMetrics` when the announcements stood at `params_version`.
+    pub fn metrics_asked(&mut self, service: &str, params_version: u64) {
+        self.services.entry(service.to_string()).or_default().metrics_asked_at = Some(params_version);
     }
 
     /// The names of the services alive at `now`.
@@ -244,6 +260,8 @@ pub struct Shared {
     /// New points, as the JSON of a `points` event, for the live updates.
     pub live: broadcast::Sender<Arc<str>>,
     registry: Mutex<Registry>,
+    /// When a page last asked for the state (Unix seconds, as bits of an f64).
+    page_seen: AtomicU64,
 }
 
 impl Shared {
@@ -263,7 +281,18 @@ impl Shared {
             expire,
             live: broadcast::channel(256).0,
             registry: Mutex::new(Registry::default()),
+            page_seen: AtomicU64::new(0f64.to_bits()),
         }
+    }
+
+    /// A page is looking: it asked for the state, or holds the live stream.
+    pub fn page_is_open(&self) {
+        self.page_seen.store(unix_now().to_bits(), Ordering::Relaxed);
+    }
+
+    /// Whether a page looked in the last 30 s.
+    pub fn page_open(&self) -> bool {
+        unix_now() - f64::from_bits(self.page_seen.load(Ordering::Relaxed)) < 30.0
     }
 
     /// The registry, locked. A handler that panicked while holding it left it consistent
@@ -274,6 +303,7 @@ impl Shared {
 
     /// `GET /api/state`.
     pub fn state_json(&self) -> Value {
+        self.page_is_open();
         let now = unix_now();
         let devices = self.registry().to_json(now, self.expire);
         json!({

@@ -15,6 +15,9 @@ fn main() -> ExitCode {
         .init();
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
+        // Store queries run on blocking threads: two at a time is what two cores serve, and
+        // each thread more keeps a malloc arena of its own (tens of MiB after a day's range).
+        .max_blocking_threads(2)
         .thread_name("tlm-dashboard")
         .enable_all()
         .build();

@@ -62,7 +62,9 @@ fn telemetry_is_stored_served_and_kept_across_a_restart() {
     let rt = runtime();
     let root = tolomeo_testkit::temp_dir();
     let dir = data_dir(root.path(), "store");
-    let d = Dashboard::start(&url, &["--data-dir", &dir]);
+    // The packs are of November 2023: a retention that keeps them.
+    let keep = ["--data-dir", &dir, "--retention", "36500d"];
+    let d = Dashboard::start(&url, &keep);
     publish(&rt, &url, "events.data", &sample_packs());
 
     // The three readings, exactly as published.
@@ -114,7 +116,7 @@ fn telemetry_is_stored_served_and_kept_across_a_restart() {
 
     // A restart keeps the history, and lists what it holds before anything new arrives.
     assert_eq!(d.stop(), Some(0), "SIGTERM is a clean stop");
-    let d = Dashboard::start(&url, &["--data-dir", &dir]);
+    let d = Dashboard::start(&url, &keep);
     let (_, got) = series(&d, "SNDASH1", "boiler:temp", 1699999999.0, 1700000003.0, "");
     assert_eq!(got, expected_temp);
     let state = d.get("/api/state").1;
@@ -395,10 +397,10 @@ fn history_from_a_jetstream_stream() {
     let bn = "urn:cpt:device:sn:SNJS:";
     let packs: Vec<String> = (0..3)
         .map(|i| {
+            let t = now - 3.0 + f64::from(i);
             format!(
-                r#"[{{"bn":"{bn}","n":"line:speed","u":"rpm","v":{},"t":{}}}]"#,
-                100 + i * 10,
-                now - 3.0 + f64::from(i)
+                r#"[{{"bn":"{bn}","n":"line:speed","u":"rpm","v":{},"t":{t}}},{{"bn":"{bn}","n":"line:state","vs":"s{i}","t":{t}}}]"#,
+                100 + i * 10
             )
         })
         .collect();
@@ -413,6 +415,9 @@ fn history_from_a_jetstream_stream() {
     });
     assert_eq!(got["t"], json!([now - 3.0, now - 2.0, now - 1.0]));
     assert_eq!(got["values"], json!([100.0, 110.0, 120.0]));
+    // Another metric of the same range (served by the same read of the stream).
+    let (_, got) = first.get(&path.replace("line:speed", "line:state"));
+    assert_eq!(got["values"], json!(["s0", "s1", "s2"]), "{got}");
     drop(first);
     // Another dashboard, with nothing of its own, serves the same history.
     let second = Dashboard::start(&url, &["--stream", "TLMHIST"]);
@@ -426,4 +431,113 @@ fn history_from_a_jetstream_stream() {
     });
     assert_eq!(max_age, Duration::from_secs(86_400));
     drop(root);
+}
+
+#[test]
+fn retention_drops_what_is_older_than_the_bound() {
+    let nats = NatsServer::start();
+    let url = nats.url();
+    let rt = runtime();
+    let root = tolomeo_testkit::temp_dir();
+    let dir = data_dir(root.path(), "ret");
+    let args = ["--data-dir", &dir, "--retention", "1h"];
+    let d = Dashboard::start(&url, &args);
+    let now = tolomeo_proto::unix_now().floor();
+    // Two hours old, then one minute old: only the second is within the hour.
+    let bn = "urn:cpt:device:sn:SNRET:";
+    publish(
+        &rt,
+        &url,
+        "events.data",
+        &[
+            format!(r#"[{{"bn":"{bn}","n":"x:y","v":1.5,"t":{}}}]"#, now - 7200.0),
+            format!(r#"[{{"bn":"{bn}","n":"x:y","v":2.5,"t":{}}}]"#, now - 60.0),
+        ],
+    );
+    d.get_until("/api/state", "both packs taken", WAIT, |s| s["ingest"]["records"] == 2);
+    // The bound is enforced every 10 s and at the stop.
+    assert_eq!(d.stop(), Some(0));
+    let d = Dashboard::start(&url, &args);
+    let (_, got) = series(&d, "SNRET", "x:y", now - 10_000.0, now, "");
+    assert_eq!(got["values"], json!([2.5]), "{got}");
+    assert_eq!(got["t"], json!([now - 60.0]));
+}
+
+#[test]
+fn a_flood_of_packs_does_not_grow_memory_without_bound() {
+    let nats = NatsServer::start();
+    let url = nats.url();
+    let rt = runtime();
+    let root = tolomeo_testkit::temp_dir();
+    let d = Dashboard::start(
+        &url,
+        &["--data-dir", &data_dir(root.path(), "flood"), "--max-size", "8MiB"],
+    );
+    let before = d.rss_kib();
+    // 20,000 packs of 50 records (a million points, about 4 MB each second of a flood) as fast
+    // as the broker takes them: far more than the subscription buffer (1,024 packs) holds.
+    let bn = "urn:cpt:device:sn:SNFLOOD:";
+    let now = tolomeo_proto::unix_now().floor();
+    let packs: Vec<String> = (0..20_000)
+        .map(|i| {
+            let records: Vec<String> = (0..50)
+                .map(|m| {
+                    format!(
+                        r#"{{"bn":"{bn}","n":"f:m{m}","v":{i}.5,"t":{}}}"#,
+                        now - 20_000.0 + f64::from(i)
+                    )
+                })
+                .collect();
+            format!("[{}]", records.join(","))
+        })
+        .collect();
+    publish(&rt, &url, "events.data", &packs);
+    // It still answers, and what it took is bounded by the buffers, not by the flood.
+    let state = d.get_until("/api/state", "the flood taken or dropped", WAIT, |s| {
+        s["ingest"]["records"].as_u64().unwrap_or(0) > 0
+    });
+    std::thread::sleep(Duration::from_secs(2));
+    let after = d.rss_kib();
+    eprintln!("flood: VmRSS {before} KiB -> {after} KiB; {}", state["ingest"]);
+    assert!(
+        after < before + 48 * 1024,
+        "VmRSS grew from {before} KiB to {after} KiB under the flood ({state})"
+    );
+    let (status, _) = d.get("/api/state");
+    assert_eq!(status, 200);
+}
+
+#[test]
+fn services_are_asked_only_while_a_page_looks() {
+    let nats = NatsServer::start();
+    let url = nats.url();
+    let rt = runtime();
+    let _enter = rt.enter();
+    let root = tolomeo_testkit::temp_dir();
+    let requests = rt.block_on(async {
+        let client = async_nats::connect(&url).await.unwrap();
+        tolomeo_testkit::Recorder::start(&client, "commands.probe-svc.req").await
+    });
+    let _svc = TestService::start(&url, "probe-svc", "SNASK");
+    let d = Dashboard::start(&url, &["--data-dir", &data_dir(root.path(), "ask")]);
+    // A new service is asked once, at its first heartbeat, to learn its device and metrics...
+    let first = rt.block_on(requests.wait_until("the first ask", WAIT, |m| !m.is_empty()));
+    let names: Vec<String> = first[0]
+        .json()
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["n"].to_string())
+        .collect();
+    assert_eq!(names, [r#""GetStatus""#, r#""GetMetrics""#]);
+    // ...and then not again while no page asks for the state: its answers are also published
+    // on commands.<service>.res, which the agent may carry to the cloud. The dashboard's round
+    // is 5 s; 7 s hold one.
+    std::thread::sleep(Duration::from_secs(7));
+    assert_eq!(requests.len(), 1, "{:?}", requests.messages());
+    // A page looks: the round resumes, with GetStatus only (the metrics are known).
+    let (status, _) = d.get("/api/state");
+    assert_eq!(status, 200);
+    let asked = rt.block_on(requests.wait_until("a round while the page looks", WAIT, |m| m.len() >= 2));
+    assert_eq!(asked[1].json(), json!([{"n": "GetStatus"}]));
 }
