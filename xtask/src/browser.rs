@@ -65,6 +65,8 @@ pub(crate) fn run(readme_image: bool) -> Result<()> {
     let started = Instant::now();
     eprintln!("building tlm-dashboard");
     sh(cargo().args(["build", "-p", "tlm-dashboard", "--bin", "tlm-dashboard"]))?;
+    // Built before the recording is shifted, so that it starts within a second of now.
+    demo::build(false)?;
     shifted_can_log()?;
     let system_start = Instant::now();
     // The README's picture shows a few minutes of history; the test's own waits for nothing.

@@ -82,10 +82,9 @@ pub(crate) struct Launch {
     pub work_dir: &'static str,
 }
 
-/// Build and start a private nats-server, the boiler simulator and the three services.
-pub(crate) fn launch(how: &Launch) -> Result<System> {
-    let nats = nats_server()?;
-    let profile = if how.release { "release" } else { "debug" };
+/// Build the services, `tlm` and the boiler simulator (what [`launch`] starts).
+pub(crate) fn build(release: bool) -> Result<()> {
+    let profile = if release { "release" } else { "debug" };
     // cargo's own progress: a first build compiles about 300 crates (minutes on 2 cores), and
     // a quiet one looks hung.
     eprintln!("building the services, tlm and the boiler simulator ({profile} build)");
@@ -104,10 +103,17 @@ pub(crate) fn launch(how: &Launch) -> Result<System> {
         "--example",
         "boiler_sim",
     ]);
-    if how.release {
+    if release {
         build.arg("--release");
     }
-    sh(&mut build)?;
+    sh(&mut build)
+}
+
+/// Build and start a private nats-server, the boiler simulator and the three services.
+pub(crate) fn launch(how: &Launch) -> Result<System> {
+    let nats = nats_server()?;
+    let profile = if how.release { "release" } else { "debug" };
+    build(how.release)?;
     let bin = |name: &str| PathBuf::from("target").join(profile).join(name);
     let root = std::env::current_dir()?;
     // The logs of this run, kept for a look afterwards and replaced by the next run.
