@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 
-use crate::{cargo, cross, demo, fuzz, lint, setup, sh, soak, system, yocto};
+use crate::{browser, cargo, cross, demo, fuzz, lint, setup, sh, soak, system, yocto};
 
 /// The Rust of Yocto wrynose; `rust-version` in Cargo.toml must build with it.
 pub(crate) const MSRV_TOOLCHAIN: &str = "1.94.1";
@@ -29,6 +29,7 @@ pub(crate) struct Skip {
     pub fuzz: bool,
     pub cross: bool,
     pub demo: bool,
+    pub browser: bool,
     pub soak: bool,
     pub yocto: bool,
     pub system: bool,
@@ -81,6 +82,7 @@ fn stages(skip: Skip, t: &mut Timings) -> Result<()> {
         lint: !skip.lint,
         yocto: !skip.yocto,
         system: !skip.system,
+        browser: !skip.browser,
     };
     if skip.setup {
         t.skipped("setup");
@@ -124,6 +126,12 @@ fn main_stages(skip: Skip, t: &mut Timings) -> Result<()> {
         // The newcomer's command, for 20 s: it fails unless all three services were seen, and
         // the dashboard answered GET /api/state with the telemetry it received.
         t.stage("demo", || demo::run(Some(20)))?;
+    }
+    if skip.browser {
+        t.skipped("browser");
+    } else {
+        // The dashboard's page in headless Chromium against the demo's system.
+        t.stage("browser", || browser::run(false))?;
     }
     // The 5-minute soak measures memory, not speed: it runs beside the stages that follow,
     // none of which use its directories, so it adds little wall time.

@@ -15,13 +15,15 @@ use std::io::{BufRead, BufReader, IsTerminal, Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Context, Result, anyhow, bail};
 
 use crate::{cargo, sh};
 
-const SERIAL: &str = "DEMO0001";
+/// The device serial the demo's services publish as.
+pub(crate) const SERIAL: &str = "DEMO0001";
 
 /// Which service publishes a metric, by its group (the part before the first `:`).
 const GROUPS: &[(&str, &[&str])] = &[
@@ -86,15 +88,15 @@ pub(crate) struct Launch {
     pub dashboard: bool,
 }
 
-/// Build and start a private nats-server, the boiler simulator and the three services.
-pub(crate) fn launch(how: &Launch) -> Result<System> {
-    let nats = nats_server()?;
-    let profile = if how.release { "release" } else { "debug" };
+/// Build the services, `tlm`, the boiler simulator and, when asked, `tlm-dashboard` (what
+/// [`launch`] starts).
+pub(crate) fn build(release: bool, dashboard: bool) -> Result<()> {
+    let profile = if release { "release" } else { "debug" };
     // cargo's own progress: a first build compiles about 300 crates (minutes on 2 cores), and
     // a quiet one looks hung.
     eprintln!(
         "building the services, tlm{} and the boiler simulator ({profile} build)",
-        if how.dashboard { ", tlm-dashboard" } else { "" }
+        if dashboard { ", tlm-dashboard" } else { "" }
     );
     let mut build = cargo();
     build.args([
@@ -108,14 +110,21 @@ pub(crate) fn launch(how: &Launch) -> Result<System> {
         "-p",
         "tlm",
     ]);
-    if how.dashboard {
+    if dashboard {
         build.args(["-p", "tlm-dashboard"]);
     }
     build.args(["--bins", "--example", "boiler_sim"]);
-    if how.release {
+    if release {
         build.arg("--release");
     }
-    sh(&mut build)?;
+    sh(&mut build)
+}
+
+/// Build and start a private nats-server, the boiler simulator and the three services.
+pub(crate) fn launch(how: &Launch) -> Result<System> {
+    let nats = nats_server()?;
+    let profile = if how.release { "release" } else { "debug" };
+    build(how.release, how.dashboard)?;
     let bin = |name: &str| PathBuf::from("target").join(profile).join(name);
     let root = std::env::current_dir()?;
     // The logs of this run, kept for a look afterwards and replaced by the next run.
@@ -153,7 +162,7 @@ pub(crate) fn launch(how: &Launch) -> Result<System> {
         (
             "can-engine",
             format!(
-                "[service]\npoll_time_ms = 1000\n[can]\nreplay = {:?}\nreplay_loop = true\nreplay_speed = 1.0\n",
+                "[service]\npoll_time_ms = 1000\n[can]\nreplay = {:?}\nreplay_loop = true\nreplay_speed = 1.0\nreplay_clock = \"now\"\n",
                 root.join(how.can_log).display().to_string()
             ),
         ),
@@ -197,7 +206,7 @@ pub(crate) fn run(duration: Option<u64>) -> Result<()> {
         dashboard: true,
     })?;
     let bin = |name: &str| PathBuf::from("target/debug").join(name);
-    let dashboard = start_dashboard(&mut procs, &url, &work)?;
+    let dashboard = start_dashboard(&mut procs, &url, &work, "dashboard", true)?;
     let record = work.join("watch.jsonl");
     procs.spawn(
         "recorder",
@@ -287,75 +296,107 @@ pub(crate) fn run(duration: Option<u64>) -> Result<()> {
     Ok(())
 }
 
-/// The dashboard of the demo: where it listens, and what it printed about it.
-struct Dashboard {
-    addr: String,
+/// A running tlm-dashboard: where it listens, and the token it printed (with commands on).
+pub(crate) struct Dashboard {
+    /// `http://127.0.0.1:<port>`.
+    pub base: String,
+    /// `127.0.0.1:<port>`.
+    pub host: String,
+    /// The command token, with commands enabled.
+    pub token: Option<String>,
+    /// Its output.
+    pub log: PathBuf,
     /// Its lines about where to open it (`listening on`, and the token URL).
-    lines: Vec<String>,
+    pub lines: Vec<String>,
 }
 
-/// Starts `tlm-dashboard` on a free port, history in `<work>/dashboard`, commands enabled, and
-/// waits for it to say where it listens. What it prints goes on into `<work>/dashboard.log`.
-fn start_dashboard(procs: &mut Procs, url: &str, work: &Path) -> Result<Dashboard> {
-    let addr = format!("127.0.0.1:{}", free_port()?);
-    let log = work.join("dashboard.log");
-    // Both of its streams into one log, each write at the end (O_APPEND).
-    let file = std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(&log)
-        .with_context(|| format!("cannot create {}", log.display()))?;
-    let mut copy = file.try_clone()?;
+/// Start `target/debug/tlm-dashboard` on a free port, and wait for the lines it prints at start:
+/// the address it listens on and, with `--enable-commands`, the address with the token.
+pub(crate) fn start_dashboard(procs: &mut Procs, url: &str, work: &Path, name: &str, enable: bool) -> Result<Dashboard> {
+    let port = free_port()?;
+    let data = work.join(format!("{name}-data"));
+    std::fs::create_dir_all(&data).with_context(|| format!("cannot create {}", data.display()))?;
+    let listen = format!("127.0.0.1:{port}");
     let mut cmd = Command::new("target/debug/tlm-dashboard");
-    cmd.args(["--server", url, "--listen", &addr, "--enable-commands", "--data-dir"])
-        .arg(work.join("dashboard"))
-        .env_remove("STATE_DIRECTORY")
+    cmd.args(["--server", url, "--listen", &listen, "--data-dir"])
+        .arg(&data)
+        .env("RUST_LOG", "info")
+        .stdin(Stdio::null())
         .stdout(Stdio::piped())
-        .stderr(file);
-    eprintln!("$ {}", crate::describe(&cmd));
-    let mut child = cmd.spawn().context("cannot start target/debug/tlm-dashboard")?;
-    let stdout = child.stdout.take().context("tlm-dashboard's stdout")?;
-    procs.0.push(("tlm-dashboard".to_string(), child));
-    // Its stdout, line by line, to this thread and to the log.
-    let (tx, rx) = std::sync::mpsc::channel::<String>();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stdout).lines().map_while(|l| l.ok()) {
-            let _ = writeln!(copy, "{line}");
-            let _ = tx.send(line);
+        .stderr(Stdio::piped());
+    if enable {
+        cmd.arg("--enable-commands");
+    }
+    procs.spawn(name, &mut cmd)?;
+    let log = work.join(format!("{name}.log"));
+    let (tx, rx) = mpsc::channel::<String>();
+    {
+        let (_, child) = procs.0.last_mut().ok_or_else(|| anyhow!("{name} was not started"))?;
+        let mut file = std::fs::File::create(&log).with_context(|| format!("cannot create {}", log.display()))?;
+        let out = child.stdout.take().map(|s| Box::new(s) as Box<dyn Read + Send>);
+        let err = child.stderr.take().map(|s| Box::new(s) as Box<dyn Read + Send>);
+        let (line_tx, line_rx) = mpsc::channel::<String>();
+        for stream in [out, err].into_iter().flatten() {
+            let line_tx = line_tx.clone();
+            std::thread::spawn(move || {
+                for line in BufReader::new(stream).lines().map_while(Result::ok) {
+                    if line_tx.send(line).is_err() {
+                        break;
+                    }
+                }
+            });
         }
-    });
-    // A debug build opens its store and reaches the broker in well under a second.
+        // One writer keeps the log and passes each line on while anyone listens.
+        std::thread::spawn(move || {
+            for line in line_rx {
+                let _ = writeln!(file, "{line}");
+                let _ = tx.send(line);
+            }
+        });
+    }
     let deadline = Instant::now() + Duration::from_secs(30);
+    let mut listening = false;
+    let mut token = None;
     let mut lines = Vec::new();
-    loop {
+    while !(listening && (token.is_some() || !enable)) {
         let left = deadline.saturating_duration_since(Instant::now());
         match rx.recv_timeout(left) {
             Ok(line) => {
-                let done = line.contains("#token=") || line.contains("commands disabled");
-                if line.contains("listening on") || done {
-                    lines.push(line);
+                if line.contains(&format!("listening on http://{listen}/")) {
+                    listening = true;
+                    lines.push(line.clone());
                 }
-                if done {
-                    break;
+                if line.contains("#token=") {
+                    lines.push(line.clone());
+                }
+                if let Some(at) = line.find("#token=") {
+                    let t: String = line[at + 7..]
+                        .chars()
+                        .take_while(|c| c.is_ascii_alphanumeric())
+                        .collect();
+                    if t.is_empty() {
+                        bail!("{name} printed an empty token: {line:?}");
+                    }
+                    token = Some(t);
                 }
             }
-            Err(e) => {
-                let why = match e {
-                    std::sync::mpsc::RecvTimeoutError::Timeout => "did not say within 30 s where it listens",
-                    std::sync::mpsc::RecvTimeoutError::Disconnected => "stopped before it listened",
-                };
-                let text = std::fs::read_to_string(&log).unwrap_or_default();
-                let tail: Vec<&str> = text.lines().rev().take(10).collect();
-                bail!(
-                    "tlm-dashboard {why} (expected `tlm-dashboard: listening on http://{addr}/` on its \
-                     stdout); the end of {}:\n  {}",
-                    log.display(),
-                    tail.into_iter().rev().collect::<Vec<_>>().join("\n  ")
-                );
+            Err(mpsc::RecvTimeoutError::Timeout) => bail!(
+                "{name} did not print `tlm-dashboard: listening on http://{listen}/`{} within 30 s; see {}",
+                if enable { " and the `#token=` address" } else { "" },
+                log.display()
+            ),
+            Err(mpsc::RecvTimeoutError::Disconnected) => {
+                bail!("{name} exited at start; see {}", log.display())
             }
         }
     }
-    Ok(Dashboard { addr, lines })
+    Ok(Dashboard {
+        base: format!("http://{listen}"),
+        host: listen,
+        token,
+        log,
+        lines,
+    })
 }
 
 impl Dashboard {
@@ -367,7 +408,7 @@ impl Dashboard {
             .iter()
             .find_map(|l| l.split("open ").nth(1))
             .map(str::to_string)
-            .unwrap_or_else(|| format!("http://{}/", self.addr));
+            .unwrap_or_else(|| format!("http://{}/", self.host));
         std::fs::write(work.join("dashboard.url"), format!("{url}\n"))?;
         let rule = "=".repeat(78);
         println!("\n{rule}\n== The dashboard, in a browser on this machine:\n==");
@@ -390,19 +431,19 @@ impl Dashboard {
     /// `GET /api/state`: answered with 200, and the dashboard received telemetry. Returns what
     /// it saw, for the summary.
     fn state(&self) -> Result<String> {
-        let (status, body) = http_get(&self.addr, "/api/state")
-            .with_context(|| format!("tlm-dashboard did not answer GET http://{}/api/state", self.addr))?;
+        let (status, body) = http_get(&self.host, "/api/state")
+            .with_context(|| format!("tlm-dashboard did not answer GET http://{}/api/state", self.host))?;
         if status != 200 {
             bail!(
                 "tlm-dashboard answered GET http://{}/api/state with {status}, expected 200: {}",
-                self.addr,
+                self.host,
                 body.chars().take(300).collect::<String>()
             );
         }
         let state: serde_json::Value = serde_json::from_str(&body).with_context(|| {
             format!(
                 "GET http://{}/api/state is not JSON: {}",
-                self.addr,
+                self.host,
                 body.chars().take(300).collect::<String>()
             )
         })?;
@@ -410,7 +451,7 @@ impl Dashboard {
         if packs == 0 {
             bail!(
                 "tlm-dashboard received no telemetry: GET http://{}/api/state has ingest.packs {}, expected more than 0",
-                self.addr,
+                self.host,
                 state
                     .pointer("/ingest/packs")
                     .map_or("missing".to_string(), |v| v.to_string())

@@ -1,7 +1,7 @@
 //! `cargo xtask`: the project's automation, in Rust instead of shell scripts.
 //!
 //! - `cargo xtask ci`: the README's test command, and all CI runs: setup, format, clippy,
-//!   tests, system tests, demo, soak, the MSRV check, lint, fuzzing, the aarch64 build; time per stage.
+//!   tests, system tests, demo, browser, soak, the MSRV check, lint, fuzzing, the aarch64 build; time per stage.
 //! - `cargo xtask setup`: the Debian packages, Python test peers (target/py-venv) and Rust
 //!   toolchains the tests need.
 //! - `cargo xtask bench`: the benchmarks behind BENCHMARKS.md (`cargo bench` plus the
@@ -17,6 +17,8 @@
 //! - `cargo xtask demo [--duration S]`: all three services, a broker, a simulated boiler,
 //!   `tlm-dashboard` and `tlm watch`, on this machine.
 //! - `cargo xtask soak [--minutes M]`: the same system under load; memory must stay flat.
+//! - `cargo xtask browser-test [--readme-image]`: tlm-dashboard's page in headless Chromium
+//!   against the demo's system.
 //!
 //! One flags definition below; one module per subcommand.
 
@@ -27,6 +29,7 @@ use anyhow::{Context, Result, bail};
 use clap::{Parser, Subcommand};
 
 mod bench;
+mod browser;
 mod ci;
 mod cross;
 mod demo;
@@ -48,7 +51,7 @@ struct Flags {
 #[derive(Debug, Subcommand)]
 enum Task {
     /// The test command: sets up what it needs, then format, clippy -D warnings, every test,
-    /// the system tests in VMs, the demo, a soak, the MSRV (1.94.1) check, the layer and unit lint, a short fuzzing
+    /// the system tests in VMs, the demo, the dashboard in a browser, a soak, the MSRV (1.94.1) check, the layer and unit lint, a short fuzzing
     /// round, the aarch64 build run under qemu-user; prints the time of each stage
     Ci {
         /// Install nothing (Debian packages, target/py-venv, rustup toolchains): use what is here
@@ -69,6 +72,9 @@ enum Task {
         /// Skip the 20 s demo run
         #[arg(long)]
         no_demo: bool,
+        /// Skip the dashboard's page in headless Chromium (cargo xtask browser-test)
+        #[arg(long)]
+        no_browser: bool,
         /// Skip the 5-minute soak
         #[arg(long)]
         no_soak: bool,
@@ -126,6 +132,14 @@ enum Task {
         /// Show tlm watch for this many seconds, then stop (default: after Enter, until Ctrl-C)
         #[arg(long)]
         duration: Option<u64>,
+    },
+    /// tlm-dashboard's page in headless Chromium (chromium, chromium-driver) against the demo's
+    /// system: services alive, a chart with points per metric, ranges, zoom, commands sent from
+    /// the control panel, and the commands' protections; screenshots in target/browser/
+    BrowserTest {
+        /// Also copy the metrics screenshot to docs/images/dashboard.png (the README's)
+        #[arg(long)]
+        readme_image: bool,
     },
     /// All three services under load (CAN at 100 Hz, Modbus, system metrics); memory must stay flat
     Soak {
@@ -188,6 +202,7 @@ fn run(flags: Flags) -> Result<()> {
             no_fuzz,
             no_cross,
             no_demo,
+            no_browser,
             no_soak,
             no_yocto,
             no_system,
@@ -198,6 +213,7 @@ fn run(flags: Flags) -> Result<()> {
             fuzz: no_fuzz,
             cross: no_cross,
             demo: no_demo,
+            browser: no_browser,
             soak: no_soak,
             yocto: no_yocto,
             system: no_system,
@@ -220,6 +236,7 @@ fn run(flags: Flags) -> Result<()> {
         }),
         Task::Fuzz { target, runs } => fuzz::run(target.as_deref(), runs),
         Task::Demo { duration } => demo::run(duration),
+        Task::BrowserTest { readme_image } => browser::run(readme_image),
         Task::SystemTest { filter, release } => system::run(filter.as_deref(), release),
         Task::Soak {
             minutes,

@@ -1,7 +1,7 @@
 //! `cargo xtask setup`: what the test command needs besides cargo, made ready on this machine.
 //!
 //! - Debian packages (the broker, socat, systemd-analyze, the aarch64 cross linker and
-//!   qemu-user, ...): installed with apt-get when running as root, otherwise the exact
+//!   qemu-user, Chromium and chromedriver, ...): installed with apt-get when running as root, otherwise the exact
 //!   `apt-get install` line to run.
 //! - The Python test peers, pinned in `requirements-test.txt`, in a virtual environment owned
 //!   by the workspace: `target/py-venv` (see [`VENV`]). Created once, reused, and made anew
@@ -41,6 +41,8 @@ pub(crate) struct Needs {
     pub yocto: bool,
     /// qemu, Debian's kernel, busybox-static and can-utils for the system tests' VMs.
     pub system: bool,
+    /// Chromium and chromedriver for the dashboard's browser test.
+    pub browser: bool,
 }
 
 impl Needs {
@@ -51,6 +53,7 @@ impl Needs {
         lint: true,
         yocto: true,
         system: true,
+        browser: true,
     };
 }
 
@@ -81,6 +84,10 @@ fn debian(needs: Needs) -> Result<()> {
     ];
     if needs.lint {
         tools.push(tool("systemd-analyze", "systemd"));
+    }
+    if needs.browser {
+        tools.push(tool("chromium", "chromium"));
+        tools.push(tool("chromedriver", "chromium-driver"));
     }
     if needs.cross {
         tools.push(tool("aarch64-linux-gnu-gcc", "gcc-aarch64-linux-gnu"));
