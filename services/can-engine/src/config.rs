@@ -21,6 +21,9 @@ pub struct CanConfig {
     pub replay_speed: ReplaySpeed,
     /// Start the log again at its end (timestamps shifted so that time keeps increasing).
     pub replay_loop: bool,
+    /// "log": publish the times the log recorded; "now": the time each frame is replayed, as
+    /// if the recording were live (needs a `replay_speed` factor).
+    pub replay_clock: ReplayClock,
     /// "j1939": decode EEC1 broadcasts. "obd2": request PIDs on 0x7DF every poll period.
     pub mode: Mode,
     /// J1939: only decode frames from this source address (0 to 253); any address when absent.
@@ -61,6 +64,7 @@ impl Default for CanConfig {
             replay: None,
             replay_speed: ReplaySpeed::Factor(1.0),
             replay_loop: false,
+            replay_clock: ReplayClock::Log,
             mode: Mode::J1939,
             source_address: None,
             parameters: Vec::new(),
@@ -143,6 +147,16 @@ pub enum Mode {
     Obd2,
 }
 
+/// `replay_clock`: which time a replayed frame is published with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ReplayClock {
+    /// The log's own timestamps.
+    Log,
+    /// The wall clock when the frame is replayed.
+    Now,
+}
+
 /// `replay_speed`: a factor or "max".
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(untagged)]
@@ -192,6 +206,10 @@ impl CanConfig {
             ReplaySpeed::Named(s) if s != "max" => out.push(Problem::new(
                 "replay_speed",
                 format!("{s:?}: expected a positive number or \"max\""),
+            )),
+            ReplaySpeed::Named(_) if self.replay_clock == ReplayClock::Now => out.push(Problem::new(
+                "replay_clock",
+                "\"now\" with replay_speed = \"max\": frames come faster than the clock; expected a replay_speed factor, or replay_clock = \"log\"",
             )),
             _ => {}
         }
@@ -265,5 +283,18 @@ mod tests {
         let keys: Vec<_> = bad.problems().into_iter().map(|p| p.key).collect();
         assert_eq!(keys, ["replay_speed", "signals", "obd2.pids[0]"]);
         assert!(toml::from_str::<CanConfig>("nope = 1").is_err());
+        // The wall clock needs pacing.
+        let now: CanConfig =
+            toml::from_str("replay = \"x.log\"\nreplay_clock = \"now\"\nreplay_speed = \"max\"").unwrap();
+        let problems = now.problems();
+        assert_eq!(problems.len(), 1, "{problems:?}");
+        assert_eq!(problems[0].key, "replay_clock");
+        let paced: CanConfig =
+            toml::from_str("replay = \"x.log\"\nreplay_clock = \"now\"\nreplay_speed = 2.0").unwrap();
+        assert!(paced.problems().is_empty());
+        let err = toml::from_str::<CanConfig>("replay_clock = \"wall\"")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("expected `log` or `now`"), "{err}");
     }
 }

@@ -164,7 +164,11 @@ impl CanEngine {
                 SourceKind::Replay(path) => {
                     let speed = self.cfg.replay_speed.factor();
                     match ReplaySource::open(path, speed, self.cfg.replay_loop) {
-                        Ok(s) => self.drive(s, &readings, &mut poll, &mut requests).await,
+                        Ok(s) => {
+                            let now = self.cfg.replay_clock == crate::config::ReplayClock::Now;
+                            self.drive(s.stamped_now(now), &readings, &mut poll, &mut requests)
+                                .await
+                        }
                         Err(e) => Err(e),
                     }
                 }

@@ -2,7 +2,9 @@
 //!
 //! The file is read line by line (constant memory). At a speed factor the frames are
 //! delivered at the log's pace divided by the factor, stamped with the log's timestamps
-//! (speed ≥ 1) or the wall clock (speed < 1). At "max" they come as fast as they are parsed.
+//! (speed ≥ 1) or the wall clock (speed < 1, or [`ReplaySource::stamped_now`]: a recording
+//! shown as if it were live, as canplayer plays one). At "max" they come as fast as they are
+//! parsed, with the log's timestamps.
 //! Looping shifts every pass by the log's duration plus one frame interval so that time keeps
 //! increasing. Malformed lines are skipped and counted, never fatal.
 
@@ -21,6 +23,7 @@ pub struct ReplaySource {
     line: Vec<u8>,
     speed: Option<f64>,
     looping: bool,
+    stamp_now: bool,
     origin: Option<(Instant, i64)>,
     offset_us: i64,
     first_raw: Option<i64>,
@@ -44,6 +47,7 @@ impl ReplaySource {
             line: Vec::with_capacity(256),
             speed,
             looping,
+            stamp_now: false,
             origin: None,
             offset_us: 0,
             first_raw: None,
@@ -55,6 +59,13 @@ impl ReplaySource {
             line_no: 0,
             logged: 0,
         })
+    }
+
+    /// At a speed factor, stamp every frame with the wall clock when it is delivered instead
+    /// of the log's time (`replay_clock = "now"`).
+    pub fn stamped_now(mut self, now: bool) -> Self {
+        self.stamp_now = now;
+        self
     }
 
     /// The next frame in the file (looping if configured), without pacing.
@@ -131,7 +142,7 @@ impl FrameSource for ReplaySource {
         }
         self.pending = None;
         let mut frame = frame;
-        if self.speed.is_some_and(|s| s < 1.0) {
+        if self.speed.is_some_and(|s| s < 1.0 || self.stamp_now) {
             frame.time_us = (tolomeo_core::unix_now() * 1e6) as i64;
         }
         Ok(frame)
@@ -169,6 +180,28 @@ impl FrameSource for ReplaySource {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test]
+    async fn stamped_now_publishes_the_replay_time_not_the_logs() {
+        let path = std::env::temp_dir().join(format!("can-engine-now-{}.log", std::process::id()));
+        // Recorded in November 2023, 50 ms apart.
+        std::fs::write(
+            &path,
+            "(1700000000.000000) can0 123#01\n(1700000000.050000) can0 123#02\n",
+        )
+        .unwrap();
+        let before = (tolomeo_core::unix_now() * 1e6) as i64;
+        let mut live = ReplaySource::open(&path, Some(1.0), false).unwrap().stamped_now(true);
+        let (a, b) = (live.recv().await.unwrap().time_us, live.recv().await.unwrap().time_us);
+        let after = (tolomeo_core::unix_now() * 1e6) as i64;
+        assert!(before <= a && a <= b && b <= after, "{before} <= {a} <= {b} <= {after}");
+        // Paced as recorded: the second frame 50 ms after the first.
+        assert!(b - a >= 45_000, "{a} then {b}");
+        // Without it, the log's own times.
+        let mut log = ReplaySource::open(&path, Some(1.0), false).unwrap();
+        assert_eq!(log.recv().await.unwrap().time_us, 1_700_000_000_000_000);
+        std::fs::remove_file(&path).unwrap();
+    }
 
     #[tokio::test]
     async fn looping_shifts_time_forward() {
