@@ -220,7 +220,7 @@ pub(crate) fn run(duration: Option<u64>) -> Result<()> {
         "\n== The simulated boiler (Modbus TCP on 127.0.0.1:{sim_port}) and the engine recording are the project's own simulations."
     );
     println!(
-        "== can-engine publishes each frame's time from the recording (made in 2023), so tlm shows those values as days old."
+        "== can-engine replays the recording (made in 2023) with the time of the replay (replay_clock = \"now\"), as if the engine ran now."
     );
     println!("== Live services (tlm services):\n");
     let _ = Command::new(bin("tlm"))
@@ -312,7 +312,13 @@ pub(crate) struct Dashboard {
 
 /// Start `target/debug/tlm-dashboard` on a free port, and wait for the lines it prints at start:
 /// the address it listens on and, with `--enable-commands`, the address with the token.
-pub(crate) fn start_dashboard(procs: &mut Procs, url: &str, work: &Path, name: &str, enable: bool) -> Result<Dashboard> {
+pub(crate) fn start_dashboard(
+    procs: &mut Procs,
+    url: &str,
+    work: &Path,
+    name: &str,
+    enable: bool,
+) -> Result<Dashboard> {
     let port = free_port()?;
     let data = work.join(format!("{name}-data"));
     std::fs::create_dir_all(&data).with_context(|| format!("cannot create {}", data.display()))?;
