@@ -541,3 +541,82 @@ fn services_are_asked_only_while_a_page_looks() {
     let asked = rt.block_on(requests.wait_until("a round while the page looks", WAIT, |m| m.len() >= 2));
     assert_eq!(asked[1].json(), json!([{"n": "GetStatus"}]));
 }
+
+/// At fleet scale: a device's broker joined to a central one as a leaf node, the history in a
+/// JetStream stream of the central one, the dashboard connected there only.
+#[test]
+fn a_device_behind_a_leaf_node_is_seen_and_charted_from_the_central_stream() {
+    let root = tolomeo_testkit::temp_dir();
+    let leaf_port = tolomeo_testkit::free_port();
+    let hub_conf = root.path().join("hub.conf");
+    std::fs::write(
+        &hub_conf,
+        format!("leafnodes {{ host: 127.0.0.1, port: {leaf_port} }}\n"),
+    )
+    .unwrap();
+    let store = root.path().join("js").display().to_string();
+    let hub = NatsServer::start_with(&["-js", "-sd", &store, "-c", &hub_conf.display().to_string()]);
+    let device_conf = root.path().join("device.conf");
+    std::fs::write(
+        &device_conf,
+        format!("leafnodes {{ remotes: [ {{ url: \"nats-leaf://127.0.0.1:{leaf_port}\" }} ] }}\n"),
+    )
+    .unwrap();
+    let device = NatsServer::start_with(&["-c", &device_conf.display().to_string()]);
+    let rt = runtime();
+    let _enter = rt.enter();
+    // The leaf connection is up when a message published on the device reaches the hub.
+    rt.block_on(async {
+        let hub_client = async_nats::connect(hub.url()).await.unwrap();
+        let mut probe = hub_client.subscribe("leaf.check").await.unwrap();
+        hub_client.flush().await.unwrap();
+        let device_client = async_nats::connect(device.url()).await.unwrap();
+        let deadline = std::time::Instant::now() + WAIT;
+        loop {
+            device_client.publish("leaf.check", "x".into()).await.unwrap();
+            device_client.flush().await.unwrap();
+            use futures_util::StreamExt;
+            if tokio::time::timeout(Duration::from_millis(200), probe.next())
+                .await
+                .is_ok()
+            {
+                break;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the leaf node did not connect to the hub"
+            );
+        }
+    });
+    let d = Dashboard::start(&hub.url(), &["--stream", "FLEET", "--create-stream"]);
+    let _svc = TestService::start(&device.url(), "probe-svc", "SNLEAF");
+
+    // Heartbeats cross the leaf connection, and so do the dashboard's requests and the answers.
+    d.get_until(
+        "/api/state",
+        "the device's service, alive, with its status",
+        WAIT,
+        |s| {
+            s["devices"].as_array().is_some_and(|devices| {
+                devices.iter().any(|d| {
+                    d["serial"] == "SNLEAF"
+                        && d["services"][0]["alive"] == true
+                        && d["services"][0]["status"]["detail"] == "probe ok"
+                })
+            })
+        },
+    );
+    // The readings, read back from the hub's stream.
+    let now = tolomeo_proto::unix_now();
+    let got = d.get_until(
+        &format!(
+            "/api/series?device=SNLEAF&metric=probe:level&from={}&to={}",
+            now - 60.0,
+            now + 60.0
+        ),
+        "the device's readings in the hub's stream",
+        WAIT,
+        |s| s["raw_points"].as_u64().unwrap_or(0) >= 2,
+    );
+    assert!(got["values"].as_array().unwrap().iter().all(|v| v == 42.5), "{got}");
+}
