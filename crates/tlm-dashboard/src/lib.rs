@@ -29,7 +29,8 @@ use std::time::Duration;
 
 use tolomeo_proto::client::{ConnArgs, ConnectError};
 
-pub use units::{parse_duration, parse_size};
+pub use tolomeo_proto::client::parse_duration;
+pub use units::parse_size;
 
 /// `tlm-dashboard`'s command line.
 #[derive(Debug, clap::Parser)]

@@ -2,30 +2,14 @@
 //! resolved SenML record is split and shown.
 
 use std::io::Write;
-use std::time::Duration;
 
 use tolomeo_proto::senml::{Resolved, ResolvedValue};
 
 /// The base-name prefix of every ToloMEO device (PROTOCOL.md section 0).
 pub(crate) const DEVICE_PREFIX: &str = "urn:cpt:device:sn:";
 
-/// Parses `500ms`, `10s`, `2m`, `1h` or a bare number of seconds (`1.5`).
-pub(crate) fn parse_duration(s: &str) -> Result<Duration, String> {
-    let t = s.trim();
-    let split = t.find(|c: char| c.is_ascii_alphabetic()).unwrap_or(t.len());
-    let (num, unit) = t.split_at(split);
-    let x: f64 = num
-        .parse()
-        .map_err(|_| format!("{s:?} is not a duration: expected a number with ms, s, m or h (e.g. 500ms, 10s)"))?;
-    let scale = match unit {
-        "ms" => 0.001,
-        "" | "s" => 1.0,
-        "m" => 60.0,
-        "h" => 3600.0,
-        _ => return Err(format!("{s:?}: unknown unit {unit:?}, expected ms, s, m or h")),
-    };
-    Duration::try_from_secs_f64(x * scale).map_err(|_| format!("{s:?}: expected a duration of 0 or more"))
-}
+/// Durations as every ToloMEO tool reads them: `500ms`, `10s`, `2m`, `1h`, `7d`, `1.5`.
+pub(crate) use tolomeo_proto::client::parse_duration;
 
 /// Does `text` match `glob`? `*` matches any run of characters (`:` included), `?` one character.
 pub(crate) fn glob_match(glob: &str, text: &str) -> bool {
@@ -211,18 +195,6 @@ pub(crate) async fn sleep_until(deadline: Option<tokio::time::Instant>) {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn durations() {
-        assert_eq!(parse_duration("500ms"), Ok(Duration::from_millis(500)));
-        assert_eq!(parse_duration("10s"), Ok(Duration::from_secs(10)));
-        assert_eq!(parse_duration("1.5"), Ok(Duration::from_millis(1500)));
-        assert_eq!(parse_duration("2m"), Ok(Duration::from_secs(120)));
-        assert_eq!(parse_duration("1h"), Ok(Duration::from_secs(3600)));
-        assert!(parse_duration("5 parsecs").is_err());
-        assert!(parse_duration("-1s").is_err());
-        assert!(parse_duration("").is_err());
-    }
 
     #[test]
     fn globs() {

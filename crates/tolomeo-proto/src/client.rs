@@ -10,6 +10,27 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
+/// Parses a duration on the command line: a number and one of `ms`, `s`, `m`, `h`, `d`, `w`,
+/// or a bare number of seconds: `500ms`, `10s`, `1.5`, `2m`, `24h`, `7d`.
+pub fn parse_duration(s: &str) -> Result<Duration, String> {
+    let t = s.trim();
+    let split = t.find(|c: char| c.is_ascii_alphabetic()).unwrap_or(t.len());
+    let (num, unit) = t.split_at(split);
+    let x: f64 = num.parse().map_err(|_| {
+        format!("{s:?} is not a duration: expected a number with ms, s, m, h, d or w (e.g. 500ms, 10s, 7d)")
+    })?;
+    let scale = match unit {
+        "ms" => 0.001,
+        "" | "s" => 1.0,
+        "m" => 60.0,
+        "h" => 3600.0,
+        "d" => 86_400.0,
+        "w" => 604_800.0,
+        _ => return Err(format!("{s:?}: unknown unit {unit:?}, expected ms, s, m, h, d or w")),
+    };
+    Duration::try_from_secs_f64(x * scale).map_err(|_| format!("{s:?}: expected a duration of 0 or more"))
+}
+
 /// Why [`ConnArgs::connect`] failed.
 #[derive(Debug, thiserror::Error)]
 pub enum ConnectError {
@@ -113,5 +134,28 @@ impl ConnArgs {
                 self.server
             ))
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration("500ms"), Ok(Duration::from_millis(500)));
+        assert_eq!(parse_duration("10s"), Ok(Duration::from_secs(10)));
+        assert_eq!(parse_duration("1.5"), Ok(Duration::from_millis(1500)));
+        assert_eq!(parse_duration("2m"), Ok(Duration::from_secs(120)));
+        assert_eq!(parse_duration("1h"), Ok(Duration::from_secs(3600)));
+        assert_eq!(parse_duration("7d"), Ok(Duration::from_secs(7 * 86_400)));
+        assert_eq!(parse_duration("2w"), Ok(Duration::from_secs(14 * 86_400)));
+        assert!(
+            parse_duration("5 parsecs")
+                .unwrap_err()
+                .contains("expected ms, s, m, h, d or w")
+        );
+        assert!(parse_duration("-1s").is_err());
+        assert!(parse_duration("").is_err());
     }
 }
