@@ -150,11 +150,8 @@ mod tests {
         assert_eq!(parse_duration("1h"), Ok(Duration::from_secs(3600)));
         assert_eq!(parse_duration("7d"), Ok(Duration::from_secs(7 * 86_400)));
         assert_eq!(parse_duration("2w"), Ok(Duration::from_secs(14 * 86_400)));
-        assert!(
-            parse_duration("5 parsecs")
-                .unwrap_err()
-                .contains("expected ms, s, m, h, d or w")
-        );
+        assert!(parse_duration("5 parsecs").unwrap_err().contains("ms, s, m, h, d or w"));
+        assert!(parse_duration("5y").unwrap_err().contains("unknown unit \"y\""));
         assert!(parse_duration("-1s").is_err());
         assert!(parse_duration("").is_err());
     }
