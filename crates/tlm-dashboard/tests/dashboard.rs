@@ -95,13 +95,35 @@ fn telemetry_is_stored_served_and_kept_across_a_restart() {
     let state = d.get("/api/state").1;
     let device = &state["devices"][0];
     assert_eq!(device["serial"], "SNDASH1", "{state}");
-    let ids: Vec<&str> = device["metrics"]
+    assert!(device["last_seen"].as_f64().is_some(), "{state}");
+    // An announcement on events.params (PROTOCOL.md section 2) declares the metric, with the
+    // name and unit the chart shows.
+    publish(
+        &rt,
+        &url,
+        "events.params",
+        &[r#"[{"bn":"urn:cpt:device:sn:SNDASH1:","n":"metrics","vs":"[{\"id\":\"boiler:temp\",\"name\":\"Boiler temperature\",\"unit\":\"Cel\",\"type\":0,\"dataType\":1}]"}]"#.to_string()],
+    );
+    let state = d.get_until("/api/state", "the announced metric", WAIT, |s| {
+        s["devices"][0]["metrics"]
+            .as_array()
+            .is_some_and(|m| m.iter().any(|m| m["name"] == "Boiler temperature"))
+    });
+    let ids: Vec<&str> = state["devices"][0]["metrics"]
         .as_array()
         .unwrap()
         .iter()
         .filter_map(|m| m["id"].as_str())
         .collect();
-    assert!(ids.is_empty() || ids.contains(&"boiler:temp"), "{ids:?}");
+    assert!(ids.contains(&"boiler:temp"), "{ids:?}");
+    let temp = state["devices"][0]["metrics"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|m| m["id"] == "boiler:temp")
+        .unwrap();
+    assert_eq!(temp["unit"], "Cel");
+    assert_eq!(temp["dataType"], 1);
 
     // Bad queries say what was wrong.
     let (status, body) = series(&d, "SNDASH1", "boiler:temp", 5.0, 1.0, "");
