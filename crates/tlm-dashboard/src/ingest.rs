@@ -207,7 +207,7 @@ async fn ingest_data(shared: Arc<Shared>, mut sub: async_nats::Subscriber, tx: O
                     continue;
                 }
             };
-            if devices.last().is_none_or(|d| d != serial) && !devices.iter().any(|d| d == serial) {
+            if !devices.iter().any(|d| d == serial) {
                 devices.push(serial.to_string());
             }
             if want_live {
