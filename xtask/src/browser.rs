@@ -22,8 +22,6 @@
 //! `--readme-image` also copies the metrics one to `docs/images/dashboard.png`, the README's.
 //! Every wait polls its condition until a deadline and then fails saying what it saw last.
 
-use std::io::{Read, Write};
-use std::net::TcpStream;
 use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
@@ -33,7 +31,7 @@ use fantoccini::actions::{InputSource, MOUSE_BUTTON_LEFT, MouseActions, PointerA
 use fantoccini::{Client, ClientBuilder, Locator};
 use serde_json::{Value, json};
 
-use crate::demo::{self, Dashboard, Launch, Procs, start_dashboard};
+use crate::demo::{self, Dashboard, Launch, Procs, http, start_dashboard};
 
 /// The logs, the dashboard's store, the browser's profile and the screenshots of a run.
 const WORK_DIR: &str = "browser";
@@ -720,85 +718,4 @@ fn error_code(answer: &str, code: &str) -> Result<()> {
         bail!("the answer is {answer}, expected {{\"error\":{{\"code\":\"{code}\",\"message\":…}}}}");
     }
     Ok(())
-}
-
-/// One HTTP/1.1 request to `host` (an address on this machine), its status and body.
-fn http(host: &str, method: &str, path: &str, headers: &[(&str, &str)], body: &str) -> Result<(u16, String)> {
-    let mut stream = TcpStream::connect(host).with_context(|| format!("cannot connect to {host}"))?;
-    stream.set_read_timeout(Some(Duration::from_secs(20)))?;
-    let mut req = format!("{method} {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n");
-    for (k, v) in headers {
-        req.push_str(&format!("{k}: {v}\r\n"));
-    }
-    req.push_str(&format!("Content-Length: {}\r\n\r\n{body}", body.len()));
-    stream
-        .write_all(req.as_bytes())
-        .with_context(|| format!("cannot send {method} {path} to {host}"))?;
-    // Read by the answer's own framing: some servers (chromedriver) keep the connection open.
-    let mut raw = Vec::new();
-    let mut buf = [0u8; 16 * 1024];
-    let (head, body_at) = loop {
-        if let Some(end) = raw.windows(4).position(|w| w == b"\r\n\r\n") {
-            break (String::from_utf8_lossy(&raw[..end]).into_owned(), end + 4);
-        }
-        let n = stream
-            .read(&mut buf)
-            .with_context(|| format!("no complete answer to {method} {path} from {host}"))?;
-        if n == 0 {
-            bail!(
-                "{method} {path} on {host}: the connection closed before the end of the headers: {:?}",
-                String::from_utf8_lossy(&raw)
-            );
-        }
-        raw.extend_from_slice(&buf[..n]);
-    };
-    let status = head
-        .split_whitespace()
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .ok_or_else(|| anyhow!("{method} {path} on {host}: no status in {head:?}"))?;
-    let header = |name: &str| {
-        head.lines().find_map(|l| {
-            let (k, v) = l.split_once(':')?;
-            k.trim()
-                .eq_ignore_ascii_case(name)
-                .then(|| v.trim().to_ascii_lowercase())
-        })
-    };
-    let length: Option<usize> = header("content-length").and_then(|v| v.parse().ok());
-    let chunked = header("transfer-encoding").is_some_and(|v| v.contains("chunked"));
-    loop {
-        let body = &raw[body_at..];
-        let complete = match length {
-            Some(n) => body.len() >= n,
-            None => chunked && body.ends_with(b"0\r\n\r\n"),
-        };
-        if complete {
-            break;
-        }
-        let n = stream
-            .read(&mut buf)
-            .with_context(|| format!("no complete answer to {method} {path} from {host}"))?;
-        if n == 0 {
-            break;
-        }
-        raw.extend_from_slice(&buf[..n]);
-    }
-    let body = String::from_utf8_lossy(&raw[body_at..]).into_owned();
-    Ok((status, if chunked { dechunk(&body) } else { body }))
-}
-
-fn dechunk(mut rest: &str) -> String {
-    let mut out = String::new();
-    while let Some((size, after)) = rest.split_once("\r\n") {
-        let Ok(n) = usize::from_str_radix(size.split(';').next().unwrap_or("").trim(), 16) else {
-            break;
-        };
-        if n == 0 || after.len() < n {
-            break;
-        }
-        out.push_str(&after[..n]);
-        rest = after[n..].trim_start_matches("\r\n");
-    }
-    out
 }

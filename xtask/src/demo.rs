@@ -437,7 +437,7 @@ impl Dashboard {
     /// `GET /api/state`: answered with 200, and the dashboard received telemetry. Returns what
     /// it saw, for the summary.
     fn state(&self) -> Result<String> {
-        let (status, body) = http_get(&self.host, "/api/state")
+        let (status, body) = http(&self.host, "GET", "/api/state", &[], "")
             .with_context(|| format!("tlm-dashboard did not answer GET http://{}/api/state", self.host))?;
         if status != 200 {
             bail!(
@@ -485,23 +485,91 @@ impl Dashboard {
     }
 }
 
-/// A GET over HTTP/1.0 (the answer ends when the connection closes): status and body.
-fn http_get(addr: &str, path: &str) -> Result<(u16, String)> {
-    let mut stream = TcpStream::connect(addr).with_context(|| format!("cannot connect to {addr}"))?;
-    stream.set_read_timeout(Some(Duration::from_secs(10)))?;
-    write!(
-        stream,
-        "GET {path} HTTP/1.0\r\nHost: {addr}\r\nAccept: application/json\r\n\r\n"
-    )?;
-    let mut answer = String::new();
-    stream.read_to_string(&mut answer)?;
-    let (head, body) = answer.split_once("\r\n\r\n").unwrap_or((&answer, ""));
+/// One HTTP/1.1 request to `host` (an address on this machine), its status and body.
+pub(crate) fn http(
+    host: &str,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &str,
+) -> Result<(u16, String)> {
+    let mut stream = TcpStream::connect(host).with_context(|| format!("cannot connect to {host}"))?;
+    stream.set_read_timeout(Some(Duration::from_secs(20)))?;
+    let mut req = format!("{method} {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n");
+    for (k, v) in headers {
+        req.push_str(&format!("{k}: {v}\r\n"));
+    }
+    req.push_str(&format!("Content-Length: {}\r\n\r\n{body}", body.len()));
+    stream
+        .write_all(req.as_bytes())
+        .with_context(|| format!("cannot send {method} {path} to {host}"))?;
+    // Read by the answer's own framing: some servers (chromedriver) keep the connection open.
+    let mut raw = Vec::new();
+    let mut buf = [0u8; 16 * 1024];
+    let (head, body_at) = loop {
+        if let Some(end) = raw.windows(4).position(|w| w == b"\r\n\r\n") {
+            break (String::from_utf8_lossy(&raw[..end]).into_owned(), end + 4);
+        }
+        let n = stream
+            .read(&mut buf)
+            .with_context(|| format!("no complete answer to {method} {path} from {host}"))?;
+        if n == 0 {
+            bail!(
+                "{method} {path} on {host}: the connection closed before the end of the headers: {:?}",
+                String::from_utf8_lossy(&raw)
+            );
+        }
+        raw.extend_from_slice(&buf[..n]);
+    };
     let status = head
         .split_whitespace()
         .nth(1)
         .and_then(|s| s.parse().ok())
-        .with_context(|| format!("not an HTTP answer: {}", head.lines().next().unwrap_or_default()))?;
-    Ok((status, body.to_string()))
+        .ok_or_else(|| anyhow!("{method} {path} on {host}: no status in {head:?}"))?;
+    let header = |name: &str| {
+        head.lines().find_map(|l| {
+            let (k, v) = l.split_once(':')?;
+            k.trim()
+                .eq_ignore_ascii_case(name)
+                .then(|| v.trim().to_ascii_lowercase())
+        })
+    };
+    let length: Option<usize> = header("content-length").and_then(|v| v.parse().ok());
+    let chunked = header("transfer-encoding").is_some_and(|v| v.contains("chunked"));
+    loop {
+        let body = &raw[body_at..];
+        let complete = match length {
+            Some(n) => body.len() >= n,
+            None => chunked && body.ends_with(b"0\r\n\r\n"),
+        };
+        if complete {
+            break;
+        }
+        let n = stream
+            .read(&mut buf)
+            .with_context(|| format!("no complete answer to {method} {path} from {host}"))?;
+        if n == 0 {
+            break;
+        }
+        raw.extend_from_slice(&buf[..n]);
+    }
+    let body = String::from_utf8_lossy(&raw[body_at..]).into_owned();
+    Ok((status, if chunked { dechunk(&body) } else { body }))
+}
+
+fn dechunk(mut rest: &str) -> String {
+    let mut out = String::new();
+    while let Some((size, after)) = rest.split_once("\r\n") {
+        let Ok(n) = usize::from_str_radix(size.split(';').next().unwrap_or("").trim(), 16) else {
+            break;
+        };
+        if n == 0 || after.len() < n {
+            break;
+        }
+        out.push_str(&after[..n]);
+        rest = after[n..].trim_start_matches("\r\n");
+    }
+    out
 }
 
 /// Metric name -> records seen, from `tlm watch --json` lines (names carry the base name).
